@@ -1,0 +1,126 @@
+"""
+# Basket Insights
+
+Turns the Instacart-shaped daily order feed into validated, typed tables and per-user
+behaviour features, one run per logical date `ds`.
+
+```
+wait_for_drop ─> ingest_catalog ─┐
+              └> ingest_orders  ─┴> ingest_order_products ─> build_features
+```
+
+* **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
+  landing drops, and fails with the missing file named after `BASKET_DROP_WAIT_TIMEOUT`.
+* **ingest_*** parse each pending drop with an explicit schema, validate it with Great
+  Expectations, write good rows to `bronze/`, bad rows with a reason each to `quarantine/`,
+  and the validation results (JSON and Data Docs HTML) to `validation/`. A run ingests `ds`'s
+  drop and every earlier drop that is new or changed since it was ingested.
+* **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`.
+
+A run for `ds` reads only partitions `<= ds`; re-running a date replaces that date's outputs.
+Settings come from `BASKET_*` environment variables (see `include/basket_insights/config.py`);
+the Params below override some of them for a manual run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
+
+from basket_insights.config import load_settings
+
+SETTINGS = load_settings()
+
+
+def _asset(zone: str, table: str) -> Asset:
+    return Asset(uri=f"{SETTINGS.lake_url.rstrip('/')}/{zone}/{table}", name=f"basket_insights.{zone}.{table}")
+
+
+BRONZE = {t: _asset("bronze", t) for t in ("departments", "aisles", "products", "orders", "order_products")}
+USER_FEATURES = _asset("silver", "user_features")
+
+
+def _lake():
+    from basket_insights.lake import Lake
+
+    return Lake(SETTINGS.lake_url, conn_id=SETTINGS.lake_conn_id)
+
+
+@dag(
+    dag_id="basket_insights",
+    schedule="@daily",
+    start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
+    catchup=SETTINGS.catchup,
+    max_active_runs=SETTINGS.max_active_runs,
+    doc_md=__doc__,
+    tags=["basket-insights", "instacart"],
+    default_args={
+        "owner": "basket-insights",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+    params={
+        "force_reingest": Param(False, type="boolean", description="Re-ingest every drop up to ds, changed or not."),
+        "max_bad_row_fraction": Param(
+            SETTINGS.max_bad_row_fraction,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="A drop with a larger share of bad rows fails its task.",
+        ),
+    },
+)
+def basket_insights() -> None:
+    @task.sensor(
+        poke_interval=SETTINGS.drop_poke_interval_s,
+        timeout=SETTINGS.drop_wait_timeout_s,
+        mode="reschedule",
+        retries=0,
+    )
+    def wait_for_drop(ds: str | None = None) -> PokeReturnValue:
+        from basket_insights.ingest import missing_drops
+
+        return PokeReturnValue(is_done=not missing_drops(_lake(), ds))
+
+    @task(outlets=[BRONZE["departments"], BRONZE["aisles"], BRONZE["products"]])
+    def ingest_catalog(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.ingest import ingest_catalog as run
+
+        return run(
+            _lake(), ds, max_bad_fraction=params["max_bad_row_fraction"], run_id=run_id, force=params["force_reingest"]
+        )
+
+    @task(outlets=[BRONZE["orders"]])
+    def ingest_orders(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.ingest import ingest_orders as run
+
+        return run(
+            _lake(), ds, max_bad_fraction=params["max_bad_row_fraction"], run_id=run_id, force=params["force_reingest"]
+        )
+
+    @task(outlets=[BRONZE["order_products"]])
+    def ingest_order_products(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.ingest import ingest_order_products as run
+
+        return run(
+            _lake(), ds, max_bad_fraction=params["max_bad_row_fraction"], run_id=run_id, force=params["force_reingest"]
+        )
+
+    @task(outlets=[USER_FEATURES])
+    def build_features(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.features import build_user_features
+
+        return build_user_features(_lake(), ds, run_id=run_id)
+
+    drop = wait_for_drop()
+    catalog = ingest_catalog()
+    orders = ingest_orders()
+    drop >> [catalog, orders]
+    [catalog, orders] >> ingest_order_products() >> build_features()
+
+
+basket_insights()

@@ -1,0 +1,132 @@
+"""Command line: ``python -m basket_insights {generate,replay,summary} ...``.
+
+Run ``python -m basket_insights --help`` for the commands and their options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+
+from basket_insights.config import default_lake_url
+
+
+def _iso_date(text: str) -> str:
+    try:
+        date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from exc
+    return text
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _lake(args: argparse.Namespace):
+    from basket_insights.lake import Lake
+
+    return Lake(args.lake, conn_id=args.conn_id)
+
+
+def cmd_generate(args: argparse.Namespace) -> dict:
+    from basket_insights.synth import generate
+
+    return generate(
+        _lake(args), users=args.users, days=args.days, end_date=args.end_date, seed=args.seed, catalog_dir=args.catalog
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> dict:
+    from basket_insights.replay import replay
+
+    return replay(args.source, _lake(args), end_date=args.end_date)
+
+
+def cmd_summary(args: argparse.Namespace) -> dict:
+    """Where the outputs of ``ds`` are, and the headline counts."""
+    lake = _lake(args)
+    out: dict = {"lake": lake.url, "ds": args.ds, "tables": {}}
+    ingested = quarantined = 0
+    for zone, table in [
+        ("bronze", "products"),
+        ("bronze", "orders"),
+        ("bronze", "order_products"),
+        ("silver", "user_features"),
+    ]:
+        dates = lake.partitions(zone, table, up_to=args.ds)
+        rows = 0
+        for ds in dates:
+            manifest = lake.manifest(zone, table, ds)
+            rows += manifest.rows if manifest else 0
+            if zone == "bronze" and manifest:
+                ingested += manifest.rows
+        out["tables"][f"{zone}/{table}"] = {
+            "partitions": len(dates),
+            "rows": rows if zone == "bronze" else (lake.manifest(zone, table, dates[-1]).rows if dates else 0),
+            "latest": lake.display(lake.partition(zone, table, dates[-1])) if dates else None,
+        }
+    for table in ("departments", "aisles", "products", "orders", "order_products"):
+        for ds in lake.partitions("quarantine", table, up_to=args.ds):
+            manifest = lake.manifest("quarantine", table, ds)
+            quarantined += manifest.rows if manifest else 0
+    out["rows_ingested"] = ingested
+    out["rows_quarantined"] = quarantined
+    out["users_with_features"] = out["tables"]["silver/user_features"]["rows"]
+    out["validation"] = lake.display(lake.table_path("validation", "orders"))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m basket_insights", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def lake_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--lake", default=default_lake_url(), help="lake base URL (default: %(default)s)")
+        p.add_argument("--conn-id", default=None, help="Airflow connection of an s3:// lake")
+
+    g = sub.add_parser("generate", help="write a synthetic Instacart-shaped daily feed into the landing zone")
+    lake_options(g)
+    g.add_argument("--users", type=_positive, default=2000)
+    g.add_argument("--days", type=_positive, default=60)
+    g.add_argument("--end-date", type=_iso_date, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--catalog", default=None, help="folder with the real products/aisles/departments.csv")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("replay", help="write a Kaggle Instacart snapshot as daily landing drops")
+    lake_options(r)
+    r.add_argument("--source", required=True, help="folder with orders.csv, order_products__*.csv, catalog")
+    r.add_argument("--end-date", type=_iso_date, required=True)
+    r.set_defaults(func=cmd_replay)
+
+    s = sub.add_parser("summary", help="where the outputs of a date are, with headline counts")
+    lake_options(s)
+    s.add_argument("--ds", type=_iso_date, required=True)
+    s.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        result = args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

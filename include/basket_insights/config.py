@@ -1,0 +1,116 @@
+"""Settings for Basket Insights, read once from the environment and validated.
+
+Every setting has an environment variable (``BASKET_*``) and a default that works on a
+laptop with no server: the lake is a folder under the repository and no connection is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The repository root (``include/basket_insights/config.py`` -> repo).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names the variable."""
+
+
+def _env_float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is outside [{low}, {high}]")
+    return value
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is outside [{low}, {high}]")
+    return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def default_lake_url() -> str:
+    """The embedded default lake: ``file://<repo>/.lake``."""
+    return (REPO_ROOT / ".lake").as_uri()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated pipeline settings.
+
+    Attributes
+    ----------
+    lake_url:
+        Base URL of the lake, ``file:///...`` or ``s3://bucket[/prefix]`` (``BASKET_LAKE_URL``).
+    lake_conn_id:
+        Airflow connection used for a non-local lake (``BASKET_LAKE_CONN_ID``); ``None`` for ``file://``.
+    max_bad_row_fraction:
+        A drop with more bad rows than this share fails its task (``BASKET_MAX_BAD_ROW_FRACTION``).
+    drop_wait_timeout_s / drop_poke_interval_s:
+        How long the run waits for a missing landing drop, and how often it looks
+        (``BASKET_DROP_WAIT_TIMEOUT``, ``BASKET_DROP_POKE_INTERVAL``).
+    max_active_runs / catchup:
+        DAG run concurrency and whether the scheduler fills in past dates
+        (``BASKET_MAX_ACTIVE_RUNS``, ``BASKET_CATCHUP``).
+    start_date:
+        First logical date of the schedule, ISO ``YYYY-MM-DD`` (``BASKET_START_DATE``).
+    """
+
+    lake_url: str = field(default_factory=default_lake_url)
+    lake_conn_id: str | None = None
+    max_bad_row_fraction: float = 0.05
+    drop_wait_timeout_s: int = 6 * 3600
+    drop_poke_interval_s: int = 300
+    max_active_runs: int = 1
+    catchup: bool = False
+    start_date: str = "2026-01-01"
+
+    def __post_init__(self) -> None:
+        if "://" not in self.lake_url:
+            raise SettingsError(
+                f"BASKET_LAKE_URL={self.lake_url!r} must be a URL such as file:///data/lake or s3://bucket"
+            )
+        scheme = self.lake_url.split("://", 1)[0]
+        if scheme not in {"file", "s3", "s3a", "gs", "gcs", "abfs", "memory"}:
+            raise SettingsError(f"BASKET_LAKE_URL scheme {scheme!r} is not supported")
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings from the environment (``BASKET_*`` variables)."""
+    return Settings(
+        lake_url=os.environ.get("BASKET_LAKE_URL") or default_lake_url(),
+        lake_conn_id=os.environ.get("BASKET_LAKE_CONN_ID") or None,
+        max_bad_row_fraction=_env_float("BASKET_MAX_BAD_ROW_FRACTION", 0.05, 0.0, 1.0),
+        drop_wait_timeout_s=_env_int("BASKET_DROP_WAIT_TIMEOUT", 6 * 3600, 0, 7 * 24 * 3600),
+        drop_poke_interval_s=_env_int("BASKET_DROP_POKE_INTERVAL", 300, 1, 24 * 3600),
+        max_active_runs=_env_int("BASKET_MAX_ACTIVE_RUNS", 1, 1, 64),
+        catchup=_env_bool("BASKET_CATCHUP", False),
+        start_date=os.environ.get("BASKET_START_DATE") or "2026-01-01",
+    )

@@ -1,0 +1,175 @@
+"""Per-user behaviour features as of a date, from the bronze orders and order lines ``<= ds``.
+
+Features (one row per user who ordered on or before ``ds``):
+
+==========================  ===========================================================
+``total_orders``            orders placed (all eval sets)
+``first_order_date``        date of the user's first order in the lake
+``last_order_date``         date of the user's latest order ``<= ds``
+``days_since_last_order``   ``ds - last_order_date`` in days
+``tenure_days``             ``ds - first_order_date + 1``
+``orders_per_30_days``      ``total_orders * 30 / max(tenure_days, 30)`` (floored tenure keeps
+                            brand-new users from looking hyperactive)
+``mean_days_between``       mean of ``days_since_prior_order`` (Instacart caps it at 30);
+                            null for a user with a single order
+``std_days_between``        population standard deviation of the same; null for < 2 gaps
+``total_items``             order lines bought
+``mean_basket_size``        order lines per order that has lines
+``reorder_ratio``           share of lines that are reorders (``reordered == 1``)
+``distinct_products``       distinct products bought
+``weekend_share``           share of orders with ``order_dow`` in {0, 1} (Instacart's days
+                            0 and 1 are the busiest, taken to be Saturday and Sunday)
+``mean_order_hour``         mean ``order_hour_of_day``
+==========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from basket_insights.lake import Lake
+
+log = logging.getLogger(__name__)
+
+FEATURE_COLUMNS = [
+    "total_orders",
+    "days_since_last_order",
+    "tenure_days",
+    "orders_per_30_days",
+    "mean_days_between",
+    "std_days_between",
+    "total_items",
+    "mean_basket_size",
+    "reorder_ratio",
+    "distinct_products",
+    "weekend_share",
+    "mean_order_hour",
+]
+
+
+def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) -> pd.DataFrame:
+    """Compute the per-user features.
+
+    Parameters
+    ----------
+    orders:
+        Columns ``order_id, user_id, order_number, order_dow, order_hour_of_day,
+        days_since_prior_order, order_date`` (``order_date`` a ``datetime64`` day).
+    lines:
+        Columns ``order_id, product_id, reordered``; lines of unknown orders are ignored.
+    ds:
+        The as-of date (ISO).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user, sorted by ``user_id``: ``user_id``, the dates and :data:`FEATURE_COLUMNS`.
+    """
+    as_of = pd.Timestamp(date.fromisoformat(ds))
+    if orders.empty:
+        return pd.DataFrame(columns=["user_id", "first_order_date", "last_order_date", *FEATURE_COLUMNS])
+    user_codes, users = pd.factorize(orders["user_id"], sort=True)
+    n_users = len(users)
+    total_orders = np.bincount(user_codes, minlength=n_users)
+    dates = orders["order_date"].to_numpy("datetime64[D]")
+    first = pd.Series(dates).groupby(user_codes).min().to_numpy()
+    last = pd.Series(dates).groupby(user_codes).max().to_numpy()
+    days_since_last = (as_of.to_datetime64().astype("datetime64[D]") - last).astype(np.int64)
+    tenure = (as_of.to_datetime64().astype("datetime64[D]") - first).astype(np.int64) + 1
+    gaps = orders["days_since_prior_order"].to_numpy(np.float64)
+    has_gap = ~np.isnan(gaps)
+    gap_stats = (
+        pd.DataFrame({"u": user_codes[has_gap], "g": gaps[has_gap]}).groupby("u")["g"].agg(["mean", "std", "count"])
+    )
+    mean_gap = np.full(n_users, np.nan)
+    std_gap = np.full(n_users, np.nan)
+    mean_gap[gap_stats.index.to_numpy()] = gap_stats["mean"].to_numpy()
+    # population std; undefined for fewer than two gaps
+    count = gap_stats["count"].to_numpy()
+    std_values = gap_stats["std"].to_numpy() * np.sqrt(np.maximum(count - 1, 0) / np.maximum(count, 1))
+    std_gap[gap_stats.index.to_numpy()] = np.where(count >= 2, std_values, np.nan)
+    weekend = np.bincount(user_codes, weights=orders["order_dow"].isin([0, 1]).to_numpy(np.float64), minlength=n_users)
+    hours = np.bincount(user_codes, weights=orders["order_hour_of_day"].to_numpy(np.float64), minlength=n_users)
+
+    # Map each line to its user through a dense order_id -> user code lookup.
+    order_ids = orders["order_id"].to_numpy(np.int64)
+    lookup = np.full(int(order_ids.max()) + 1, -1, dtype=np.int64)
+    lookup[order_ids] = user_codes
+    line_orders = lines["order_id"].to_numpy(np.int64)
+    in_range = line_orders <= order_ids.max()
+    line_users = np.full(len(line_orders), -1, dtype=np.int64)
+    line_users[in_range] = lookup[line_orders[in_range]]
+    known = line_users >= 0
+    line_users = line_users[known]
+    items = np.bincount(line_users, minlength=n_users)
+    reorders = np.bincount(line_users, weights=lines["reordered"].to_numpy(np.float64)[known], minlength=n_users)
+    baskets = pd.unique(line_orders[known])
+    orders_with_lines = np.bincount(lookup[baskets], minlength=n_users)
+    pairs = (line_users << 32) | lines["product_id"].to_numpy(np.int64)[known]
+    distinct = np.bincount((pd.unique(pairs) >> 32).astype(np.int64), minlength=n_users)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = pd.DataFrame(
+            {
+                "user_id": users.to_numpy().astype(np.int32),
+                "first_order_date": first,
+                "last_order_date": last,
+                "total_orders": total_orders.astype(np.int32),
+                "days_since_last_order": days_since_last.astype(np.int32),
+                "tenure_days": tenure.astype(np.int32),
+                "orders_per_30_days": total_orders * 30.0 / np.maximum(tenure, 30),
+                "mean_days_between": mean_gap,
+                "std_days_between": std_gap,
+                "total_items": items.astype(np.int32),
+                "mean_basket_size": np.where(orders_with_lines > 0, items / np.maximum(orders_with_lines, 1), np.nan),
+                "reorder_ratio": np.where(items > 0, reorders / np.maximum(items, 1), np.nan),
+                "distinct_products": distinct.astype(np.int32),
+                "weekend_share": weekend / total_orders,
+                "mean_order_hour": hours / total_orders,
+            }
+        )
+    return out
+
+
+def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
+    """Read bronze ``<= ds``, compute :func:`compute_user_features`, write ``silver/user_features/ds``.
+
+    Returns
+    -------
+    dict
+        ``users``, ``orders``, ``order_lines`` counted and the partition written.
+    """
+    started = time.monotonic()
+    orders_tbl = lake.read_table(
+        "bronze",
+        "orders",
+        up_to=ds,
+        columns=["order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order"],
+        with_ds=True,
+    )
+    lines_tbl = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "reordered"])
+    log.info(
+        "build_features ds=%s: read %d orders and %d order lines in %.1f s",
+        ds,
+        orders_tbl.num_rows,
+        lines_tbl.num_rows,
+        time.monotonic() - started,
+    )
+    orders = orders_tbl.to_pandas()
+    orders["order_date"] = pd.to_datetime(orders.pop("ds"))
+    features = compute_user_features(orders, lines_tbl.to_pandas(), ds)
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    lake.write_table("silver", "user_features", ds, table, run_id=run_id)
+    log.info("build_features ds=%s: %d users with features in %.1f s", ds, len(features), time.monotonic() - started)
+    return {
+        "users": len(features),
+        "orders": orders_tbl.num_rows,
+        "order_lines": lines_tbl.num_rows,
+        "partition": lake.display(lake.partition("silver", "user_features", ds)),
+    }

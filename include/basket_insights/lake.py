@@ -1,0 +1,376 @@
+"""The lake: partitioned parquet and files on ``ObjectStoragePath`` (``file://`` or ``s3://``).
+
+Layout: ``<base>/<zone>/<table>/ds=YYYY-MM-DD/``. A partition is *committed* when its
+``_SUCCESS`` manifest exists; the manifest lists the partition's files, its row count, schema
+and the run that produced it. Readers only read the files a manifest lists, so:
+
+* a killed writer leaves at most orphan files that no reader takes;
+* re-running a date writes new files, then replaces the manifest in one atomic step
+  (rename on a local disk, a single object PUT/COPY on S3), then removes the old files;
+* ``read_table(..., up_to=ds)`` is the point-in-time view: committed partitions ``<= ds``.
+
+Landing drops (the CSV files producers deliver) live in ``landing/<table>/ds=D/<table>.csv``
+and carry no manifest: a file is delivered when it exists (it is written under a temporary
+name and renamed, so it never appears half-written).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from airflow.sdk import ObjectStoragePath
+
+MANIFEST = "_SUCCESS"
+ZONES = ("landing", "bronze", "silver", "gold", "quarantine", "validation", "_truth")
+_DS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class LakeError(RuntimeError):
+    """The lake could not be read or written; the message names the lake path."""
+
+
+def check_ds(ds: str) -> str:
+    """Return ``ds`` if it is a real ISO date ``YYYY-MM-DD``, else raise ``ValueError``."""
+    if not isinstance(ds, str) or not _DS_RE.match(ds):
+        raise ValueError(f"ds must be an ISO date YYYY-MM-DD, got {ds!r}")
+    date.fromisoformat(ds)
+    return ds
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(f"{kind} {name!r} is not a plain name (letters, digits, _ . -)")
+    return name
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a committed partition holds (the JSON in its ``_SUCCESS`` file)."""
+
+    ds: str
+    files: list[str]
+    rows: int
+    schema: list[list[str]]
+    run_id: str
+    committed_at: str
+    extra: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        return cls(
+            ds=data["ds"],
+            files=list(data["files"]),
+            rows=int(data["rows"]),
+            schema=data.get("schema", []),
+            run_id=data.get("run_id", ""),
+            committed_at=data.get("committed_at", ""),
+            extra=data.get("extra", {}),
+        )
+
+
+class Lake:
+    """Partitioned storage under one base URL.
+
+    Parameters
+    ----------
+    url:
+        ``file:///abs/path`` or ``s3://bucket[/prefix]`` (any fsspec protocol works).
+    conn_id:
+        Airflow connection for credentials and endpoint of a remote lake (``None`` for local).
+    """
+
+    def __init__(self, url: str, conn_id: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.conn_id = conn_id
+        self.root = ObjectStoragePath(self.url + "/", conn_id=conn_id) if conn_id else ObjectStoragePath(self.url + "/")
+        self._arrow_fs: pafs.FileSystem | None = None
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem behind the lake."""
+        return self.root.fs
+
+    @property
+    def arrow_fs(self) -> pafs.FileSystem:
+        """A pyarrow filesystem for the lake (native for local disks, fsspec-wrapped otherwise)."""
+        if self._arrow_fs is None:
+            if self.root.protocol in ("file", "local", ""):
+                self._arrow_fs = pafs.LocalFileSystem()
+            else:
+                self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return self._arrow_fs
+
+    def table_path(self, zone: str, table: str) -> ObjectStoragePath:
+        if zone not in ZONES:
+            raise ValueError(f"unknown zone {zone!r}; zones are {', '.join(ZONES)}")
+        return self.root / zone / _check_name("table", table)
+
+    def partition(self, zone: str, table: str, ds: str) -> ObjectStoragePath:
+        """The folder of one date's partition."""
+        return self.table_path(zone, table) / f"ds={check_ds(ds)}"
+
+    def display(self, path: ObjectStoragePath) -> str:
+        """A human-readable URL of ``path`` (without the connection id)."""
+        return f"{path.protocol}://{path.path}" if path.protocol not in ("file", "local") else f"file://{path.path}"
+
+    # -- low level -------------------------------------------------------------
+    def _put_atomic(self, target: ObjectStoragePath, data: bytes) -> None:
+        """Write ``data`` to ``target`` so that readers see the old or the new bytes, never a mix."""
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            self.fs.pipe_file(tmp.path, data)
+            self.fs.mv(tmp.path, target.path)
+        except Exception as exc:
+            raise LakeError(f"could not write {self.display(target)}: {exc}") from exc
+
+    def _ensure_dir(self, path: ObjectStoragePath) -> None:
+        if path.protocol in ("file", "local"):
+            self.fs.makedirs(path.path, exist_ok=True)
+
+    def exists(self, path: ObjectStoragePath) -> bool:
+        try:
+            return bool(self.fs.exists(path.path))
+        except Exception as exc:
+            raise LakeError(f"could not reach the lake at {self.display(path)}: {exc}") from exc
+
+    def _list_names(self, path: ObjectStoragePath) -> list[str]:
+        try:
+            entries = self.fs.ls(path.path, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        except TypeError:  # filesystems without ``refresh``
+            entries = self.fs.ls(path.path, detail=False)
+        except Exception as exc:
+            raise LakeError(f"could not list {self.display(path)}: {exc}") from exc
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    # -- committed partitions ------------------------------------------------------
+    def manifest(self, zone: str, table: str, ds: str) -> Manifest | None:
+        """The manifest of a committed partition, or ``None`` when it is not committed."""
+        path = self.partition(zone, table, ds) / MANIFEST
+        try:
+            return Manifest.from_json(self.fs.cat_file(path.path).decode())
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise LakeError(f"could not read {self.display(path)}: {exc}") from exc
+
+    def partitions(self, zone: str, table: str, up_to: str | None = None) -> list[str]:
+        """Dates with a committed partition, sorted, optionally only those ``<= up_to``."""
+        if up_to is not None:
+            check_ds(up_to)
+        root = self.table_path(zone, table)
+        out = []
+        for name in self._list_names(root):
+            if not name.startswith("ds="):
+                continue
+            ds = name[3:]
+            if not _DS_RE.match(ds) or (up_to is not None and ds > up_to):
+                continue
+            if self.exists(root / name / MANIFEST):
+                out.append(ds)
+        return out
+
+    def _commit_manifest(
+        self,
+        part: ObjectStoragePath,
+        ds: str,
+        written: list[str],
+        rows: int,
+        schema: pa.Schema | None,
+        run_id: str,
+        extra: Mapping[str, Any] | None,
+    ) -> Manifest:
+        manifest = Manifest(
+            ds=ds,
+            files=written,
+            rows=int(rows),
+            schema=[[f.name, str(f.type)] for f in schema] if schema is not None else [],
+            run_id=run_id,
+            committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            extra=dict(extra or {}),
+        )
+        self._put_atomic(part / MANIFEST, manifest.to_json().encode())
+        keep = set(written) | {MANIFEST}
+        for name in self._list_names(part):
+            if name not in keep and not name.startswith(f".{MANIFEST}."):
+                try:
+                    self.fs.rm_file((part / name).path)
+                except FileNotFoundError:
+                    pass
+        return manifest
+
+    def write_table(
+        self,
+        zone: str,
+        table: str,
+        ds: str,
+        data: pa.Table,
+        *,
+        run_id: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Write a pyarrow table as one parquet file of the partition and commit it."""
+        part = self.partition(zone, table, ds)
+        self._ensure_dir(part)
+        stored = f"part-{uuid.uuid4().hex[:12]}.parquet"
+        target = part / stored
+        try:
+            pq.write_table(data, target.path, filesystem=self.arrow_fs, compression="zstd")
+        except Exception as exc:
+            raise LakeError(f"could not write {self.display(target)}: {exc}") from exc
+        return self._commit_manifest(part, ds, [stored], data.num_rows, data.schema, run_id, extra)
+
+    def write_files(
+        self,
+        zone: str,
+        table: str,
+        ds: str,
+        files: Mapping[str, bytes],
+        *,
+        run_id: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Commit a partition of named files (plots, JSON, HTML), keeping their names.
+
+        The names are stable (a report links ``elbow.png``), so the files are first written
+        under a temporary folder and then moved into place just before the manifest.
+        """
+        part = self.partition(zone, table, ds)
+        self._ensure_dir(part)
+        staging = part / f".staging-{uuid.uuid4().hex[:12]}"
+        self._ensure_dir(staging)
+        names = []
+        for name, data in files.items():
+            _check_name("file", name)
+            if name == MANIFEST:
+                raise ValueError(f"{MANIFEST} is reserved")
+            self.fs.pipe_file((staging / name).path, data)
+            names.append(name)
+        for name in names:
+            self.fs.mv((staging / name).path, (part / name).path)
+        try:
+            self.fs.rm(staging.path, recursive=True)
+        except FileNotFoundError:
+            pass
+        return self._commit_manifest(part, ds, names, len(names), None, run_id, extra)
+
+    def read_file(self, zone: str, table: str, ds: str, name: str) -> bytes:
+        """One named file of a committed partition."""
+        manifest = self.manifest(zone, table, ds)
+        if manifest is None or name not in manifest.files:
+            raise FileNotFoundError(f"{zone}/{table}/ds={ds}/{name} is not in a committed partition of {self.url}")
+        return self.fs.cat_file((self.partition(zone, table, ds) / name).path)
+
+    def read_table(
+        self,
+        zone: str,
+        table: str,
+        *,
+        up_to: str | None = None,
+        dates: Iterable[str] | None = None,
+        columns: list[str] | None = None,
+        with_ds: bool = False,
+    ) -> pa.Table:
+        """Read committed partitions as one table.
+
+        Parameters
+        ----------
+        up_to:
+            Point-in-time view: every committed partition ``<= up_to`` (all when ``None``).
+        dates:
+            Exactly these dates instead (each must be committed).
+        columns:
+            Columns to read (all when ``None``).
+        with_ds:
+            Add the partition date as a ``ds`` string column.
+
+        Raises
+        ------
+        FileNotFoundError
+            No committed partition matches.
+        """
+        wanted = list(dates) if dates is not None else self.partitions(zone, table, up_to=up_to)
+        for attempt in range(3):
+            files: list[str] = []
+            per_file_ds: list[str] = []
+            for ds in wanted:
+                manifest = self.manifest(zone, table, ds)
+                if manifest is None:
+                    raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+                part = self.partition(zone, table, ds)
+                for name in manifest.files:
+                    files.append((part / name).path)
+                    per_file_ds.append(ds)
+            if not files:
+                raise FileNotFoundError(
+                    f"no committed partition of {zone}/{table}" + (f" <= {up_to}" if up_to else "") + f" in {self.url}"
+                )
+            try:
+                dataset = pads.dataset(files, filesystem=self.arrow_fs, format="parquet")
+                if not with_ds:
+                    return dataset.to_table(columns=columns)
+                pieces = []
+                for fragment, ds in zip(dataset.get_fragments(), per_file_ds, strict=True):
+                    piece = fragment.to_table(columns=columns, schema=dataset.schema)
+                    pieces.append(piece.append_column("ds", pa.array([ds] * piece.num_rows, pa.string())))
+                return pa.concat_tables(pieces)
+            except (FileNotFoundError, OSError) as exc:
+                # A concurrent re-run replaced a partition between manifest and read: read again.
+                if attempt == 2 or (not isinstance(exc, FileNotFoundError) and "No such file" not in str(exc)):
+                    raise LakeError(f"could not read {zone}/{table} from {self.url}: {exc}") from exc
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+
+    # -- landing drops -------------------------------------------------------------
+    def landing_file(self, table: str, ds: str) -> ObjectStoragePath:
+        """Where the CSV drop of ``table`` for ``ds`` is delivered."""
+        return self.partition("landing", table, ds) / f"{_check_name('table', table)}.csv"
+
+    def put_landing(self, table: str, ds: str, data: bytes) -> ObjectStoragePath:
+        """Deliver a landing drop (atomically: it appears whole or not at all)."""
+        target = self.landing_file(table, ds)
+        self._ensure_dir(target.parent)
+        self._put_atomic(target, data)
+        return target
+
+    def landing_dates(self, table: str, up_to: str | None = None) -> list[str]:
+        """Dates with a delivered drop of ``table``, sorted, optionally only ``<= up_to``."""
+        root = self.table_path("landing", table)
+        out = []
+        for name in self._list_names(root):
+            ds = name[3:] if name.startswith("ds=") else ""
+            if _DS_RE.match(ds) and (up_to is None or ds <= up_to) and self.exists(root / name / f"{table}.csv"):
+                out.append(ds)
+        return out
+
+    def fingerprint(self, path: ObjectStoragePath) -> str:
+        """A cheap change marker of a file: size plus ETag (object stores) or mtime (disks)."""
+        try:
+            info = self.fs.info(path.path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise LakeError(f"could not stat {self.display(path)}: {exc}") from exc
+        marker = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
+        return f"{info.get('size')}:{marker}"

@@ -1,0 +1,520 @@
+"""A realistic synthetic Instacart-shaped daily feed, at any scale, deterministic for a seed.
+
+What is planted (and written to ``_truth/`` in the lake, which the pipeline never reads):
+
+* **Shopper types** ``loyal`` / ``mixed`` / ``casual``: each type has its own gap between
+  orders, basket size, share of repeat purchases and department tastes (:data:`SHOPPER_TYPES`).
+* **Co-purchase bundles**: pairs ``A -> B`` where a basket holding ``A`` also gets ``B`` with a
+  set probability (:func:`plant_bundles`).
+
+How it matches the real data (figures in ``docs/data.md``): Zipf-like product popularity,
+basket sizes with mean about 10 (median 8), reorder ratio about 0.59, days between orders
+with spikes at 7 and at the cap of 30 and empty for a user's first order, the day-of-week and
+hour-of-day shares of the real orders.
+
+All arrays are generated at once with numpy (no Python loop over users or orders), so the
+full Instacart scale (206,209 users, about 3.4M orders and 32M lines) takes about a minute.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from basket_insights.lake import Lake
+
+log = logging.getLogger(__name__)
+
+#: Share of orders by ``order_dow`` and by ``order_hour_of_day``, measured on the real random sample
+#: of 10,000 orders (``samples/random/orders.random10000.csv``).
+DOW_SHARE = np.array([0.1779, 0.1727, 0.1315, 0.1185, 0.1315, 0.1359, 0.1320])
+HOUR_SHARE = np.array(
+    [0.006, 0.003, 0.0021, 0.0014, 0.0013, 0.0034, 0.009, 0.0281, 0.0499, 0.0749, 0.0918, 0.0815,
+     0.0766, 0.0844, 0.0823, 0.0795, 0.0784, 0.0705, 0.0518, 0.0389, 0.0303, 0.0227, 0.0207, 0.0115]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShopperType:
+    """Behaviour of one latent shopper type.
+
+    ``gap_weekly`` / ``gap_monthly`` are the shares of gaps that are exactly 7 days / 30 days
+    or more; the rest follow a negative binomial with mean ``gap_mean``. ``basket_mean`` is the
+    mean order size before de-duplication; ``repeat`` the chance that a line comes from the
+    user's own favourites; ``pool`` the mean number of favourites; ``tastes`` multiplies the
+    popularity of products of the named departments.
+    """
+
+    name: str
+    share: float
+    gap_weekly: float
+    gap_monthly: float
+    gap_mean: float
+    basket_mean: float
+    repeat: float
+    pool: int
+    tastes: dict[str, float]
+
+
+SHOPPER_TYPES = (
+    ShopperType("loyal", 0.30, 0.09, 0.02, 7.0, 14.0, 0.90, 30, {"produce": 1.8, "dairy eggs": 1.6}),
+    ShopperType("mixed", 0.40, 0.07, 0.11, 11.0, 11.0, 0.78, 40, {"pantry": 1.4, "bakery": 1.4}),
+    ShopperType("casual", 0.30, 0.03, 0.44, 16.0, 7.5, 0.56, 25, {"snacks": 2.0, "frozen": 1.8, "beverages": 1.6}),
+)
+
+MAX_ORDERS_PER_USER = 100  # as in the Kaggle snapshot
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The three catalog tables."""
+
+    products: pd.DataFrame  # product_id, product_name, aisle_id, department_id
+    aisles: pd.DataFrame  # aisle_id, aisle
+    departments: pd.DataFrame  # department_id, department
+
+
+def load_catalog(folder: str | Path) -> Catalog:
+    """Read ``products.csv``, ``aisles.csv`` and ``departments.csv`` (Instacart format) from ``folder``."""
+    folder = Path(folder)
+    missing = [n for n in ("products.csv", "aisles.csv", "departments.csv") if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"catalog folder {folder} lacks {', '.join(missing)}")
+    return Catalog(
+        products=pd.read_csv(folder / "products.csv", dtype={"product_name": str}, keep_default_na=False),
+        aisles=pd.read_csv(folder / "aisles.csv", keep_default_na=False),
+        departments=pd.read_csv(folder / "departments.csv", keep_default_na=False),
+    )
+
+
+# -- a synthetic catalog of the real one's shape -------------------------------------------------
+
+_DEPARTMENTS: dict[str, list[str]] = {
+    "produce": ["apple", "banana", "spinach", "carrots", "avocado", "strawberries", "lemons", "cucumber", "kale",
+                "onion", "blueberries", "broccoli", "tomatoes", "potatoes", "garlic", "peppers"],
+    "dairy eggs": ["milk", "yogurt", "eggs", "cheddar", "butter", "cream cheese", "mozzarella", "kefir",
+                   "half and half", "sour cream", "cottage cheese", "string cheese"],
+    "snacks": ["tortilla chips", "crackers", "popcorn", "pretzels", "granola bars", "trail mix", "cookies",
+               "potato chips", "fruit snacks", "rice cakes", "almonds", "cashews"],
+    "beverages": ["sparkling water", "orange juice", "cold brew", "green tea", "cola", "lemonade", "kombucha",
+                  "coconut water", "apple juice", "energy drink", "iced tea"],
+    "frozen": ["pizza", "ice cream", "burritos", "waffles", "peas", "mixed berries", "dumplings", "meatballs",
+               "fish sticks", "veggie burgers", "sorbet"],
+    "pantry": ["olive oil", "pasta sauce", "black beans", "peanut butter", "honey", "rice", "flour", "sea salt",
+               "maple syrup", "chickpeas", "coconut milk", "vinegar"],
+    "bakery": ["sourdough bread", "bagels", "tortillas", "croissants", "muffins", "english muffins", "pita",
+               "hamburger buns", "dinner rolls", "baguette"],
+    "deli": ["hummus", "turkey breast", "salami", "guacamole", "salsa", "chicken salad", "ham", "pesto"],
+    "meat seafood": ["chicken breast", "ground beef", "salmon fillet", "bacon", "pork chops", "shrimp",
+                     "chicken thighs", "sausage"],
+    "breakfast": ["oatmeal", "granola", "corn flakes", "pancake mix", "cereal", "muesli", "waffle mix"],
+    "canned goods": ["diced tomatoes", "tuna", "chicken broth", "soup", "coconut cream", "sweet corn", "pumpkin"],
+    "dry goods pasta": ["spaghetti", "penne", "macaroni", "quinoa", "couscous", "ramen", "lasagna sheets"],
+    "household": ["paper towels", "dish soap", "trash bags", "laundry detergent", "sponges", "aluminum foil"],
+    "personal care": ["shampoo", "toothpaste", "body wash", "deodorant", "lip balm", "throat drops", "lotion"],
+    "babies": ["baby wipes", "diapers", "baby food pouch", "infant formula", "teething wafers"],
+    "pets": ["dog food", "cat food", "cat litter", "dog treats", "bird seed"],
+    "international": ["curry paste", "soy sauce", "tortilla wraps", "kimchi", "miso", "salsa verde"],
+    "alcohol": ["red wine", "white wine", "lager", "cider", "ipa", "sparkling wine"],
+    "bulk": ["bulk oats", "bulk almonds", "bulk lentils", "bulk raisins", "bulk coffee beans"],
+    "other": ["gift card", "reusable bag", "candles", "batteries"],
+    "missing": ["assorted item", "seasonal item", "miscellaneous"],
+}  # fmt: skip
+_AISLE_KINDS = ["fresh", "packaged", "specialty", "organic", "family size", "single serve", "value", "premium"]
+_BRANDS = ["Green Valley", "Sunny Acres", "Blue Ridge", "Harvest Moon", "Oak & Stone", "Little Farm", "Northwind",
+           "Prairie Gold", "Coastline", "Maple Lane", "Red Barn", "Silver Creek", "True North", "Wild Meadow",
+           "Golden Hill", "Riverbend", "Hearth", "Simple Pantry", "Bright Day", "Cedar Grove"]  # fmt: skip
+_ADJECTIVES = ["", "Organic", "Natural", "Lightly Salted", "Unsweetened", "Whole", "Classic", "Low Fat", "Spicy",
+               "Honey", "Vanilla", "Original", "Gluten Free", "Sea Salt", "Smoked", "Roasted", "Fresh", "Mini",
+               "Greek", "Wild", "Baby", "Crunchy", "Creamy", "Zesty"]  # fmt: skip
+_SIZES = ["", "", "", "12 oz", "16 oz", "1 lb", "32 oz", "6 ct", "12 ct", "Family Size", "2 Pack", "8 oz"]
+
+
+def synthetic_catalog(n_products: int = 49_688, n_aisles: int = 134, seed: int = 0) -> Catalog:
+    """A catalog with the real one's shape: ``n_products`` plausible names in ``n_aisles`` aisles of 21 departments.
+
+    Names combine a brand, an adjective, a department noun and a size, so products of one
+    department share vocabulary (as real ones do) and TF-IDF can find them.
+    """
+    rng = np.random.default_rng(seed)
+    departments = list(_DEPARTMENTS)
+    dept_df = pd.DataFrame({"department_id": np.arange(1, len(departments) + 1), "department": departments})
+    # Aisles: every department gets at least two, the rest in proportion to its vocabulary.
+    weights = np.array([len(v) for v in _DEPARTMENTS.values()], dtype=float)
+    per_dept = np.full(len(departments), 2)
+    extra = n_aisles - per_dept.sum()
+    per_dept += np.floor(weights / weights.sum() * extra).astype(int)
+    per_dept[np.argsort(-weights)[: n_aisles - per_dept.sum()]] += 1
+    aisle_rows = []
+    for d, (dept, nouns) in enumerate(_DEPARTMENTS.items()):
+        for k in range(per_dept[d]):
+            noun = nouns[k % len(nouns)]
+            kind = _AISLE_KINDS[(k // len(nouns) + k) % len(_AISLE_KINDS)]
+            aisle_rows.append((d + 1, f"{kind} {noun}" if k >= 2 else (dept if k == 0 else f"{kind} {dept}")))
+    aisles = pd.DataFrame({"aisle_id": np.arange(1, len(aisle_rows) + 1), "aisle": [a for _, a in aisle_rows]})
+    aisle_dept = np.array([d for d, _ in aisle_rows])
+    # Products: aisle chosen in proportion to aisle count per department; names built from parts.
+    n_try = int(n_products * 1.6)
+    aisle_idx = rng.integers(0, len(aisle_rows), n_try)
+    dept_idx = aisle_dept[aisle_idx] - 1
+    noun_choice = rng.integers(0, 1 << 30, n_try)
+    brand = rng.integers(0, len(_BRANDS), n_try)
+    adjective = rng.integers(0, len(_ADJECTIVES), n_try)
+    size = rng.integers(0, len(_SIZES), n_try)
+    names = []
+    for i in range(n_try):
+        nouns = _DEPARTMENTS[departments[dept_idx[i]]]
+        parts = [
+            _BRANDS[brand[i]],
+            _ADJECTIVES[adjective[i]],
+            nouns[noun_choice[i] % len(nouns)].title(),
+            _SIZES[size[i]],
+        ]
+        names.append(" ".join(p for p in parts if p))
+    frame = pd.DataFrame({"product_name": names, "aisle_id": aisle_idx + 1, "department_id": dept_idx + 1})
+    frame = frame.drop_duplicates("product_name").head(n_products).reset_index(drop=True)
+    if len(frame) < n_products:  # tiny vocabularies: make names unique with a variant number
+        more = frame.sample(n_products - len(frame), replace=True, random_state=seed).reset_index(drop=True)
+        more["product_name"] = more["product_name"] + " Variety " + (more.index + 2).astype(str)
+        frame = pd.concat([frame, more], ignore_index=True)
+    frame.insert(0, "product_id", np.arange(1, len(frame) + 1))
+    return Catalog(frame, aisles, dept_df)
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+
+def _popularity(catalog: Catalog, rng: np.random.Generator, exponent: float = 1.0) -> np.ndarray:
+    """Zipf-like popularity: a random rank per product (produce and dairy ranked higher), weight ~ 1/(rank+25)^s."""
+    n = len(catalog.products)
+    dept_name = catalog.departments.set_index("department_id")["department"]
+    depts = catalog.products["department_id"].map(dept_name).fillna("").to_numpy()
+    boost = np.where(np.isin(depts, ["produce", "dairy eggs"]), 4.0, 1.0)
+    score = rng.random(n) ** (1.0 / boost)  # boosted products tend to get higher scores
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[np.argsort(-score)] = np.arange(n)
+    weights = 1.0 / (ranks + 25.0) ** exponent
+    return weights / weights.sum()
+
+
+def _type_weights(catalog: Catalog, base: np.ndarray, shopper: ShopperType) -> np.ndarray:
+    dept_name = catalog.departments.set_index("department_id")["department"]
+    depts = catalog.products["department_id"].map(dept_name).fillna("").to_numpy()
+    w = base.copy()
+    for dept, factor in shopper.tastes.items():
+        w[depts == dept] *= factor
+    return w / w.sum()
+
+
+def plant_bundles(
+    popularity: np.ndarray, rng: np.random.Generator, n_bundles: int = 40, probability: float = 0.45
+) -> pd.DataFrame:
+    """Choose co-purchase pairs ``A -> B``: ``A`` among the 300 most popular products, ``B`` a mid-popular one.
+
+    Returns a frame of ``antecedent, consequent, probability`` (indices into the catalog rows).
+    """
+    order = np.argsort(-popularity)
+    heads = rng.choice(order[: min(300, len(order))], size=min(n_bundles, len(order) // 4), replace=False)
+    pool = order[min(300, len(order)) : min(3000, len(order))]
+    tails = rng.choice(pool if len(pool) >= len(heads) else order, size=len(heads), replace=False)
+    return pd.DataFrame({"antecedent": heads, "consequent": tails, "probability": probability})
+
+
+@dataclass
+class Feed:
+    """A generated feed: orders (with ``order_date``) and order lines, plus the planted truth."""
+
+    orders: pd.DataFrame
+    lines: pd.DataFrame
+    user_types: pd.DataFrame
+    bundles: pd.DataFrame
+
+
+def _gaps(rng: np.random.Generator, shopper: ShopperType, shape: tuple[int, int]) -> np.ndarray:
+    kind = rng.random(shape)
+    # negative binomial, dispersion 2: mean gap_mean
+    smooth = rng.negative_binomial(2, 2.0 / (2.0 + shopper.gap_mean), size=shape)
+    monthly = 30 + rng.integers(0, 20, size=shape)
+    gaps = np.where(
+        kind < shopper.gap_weekly, 7, np.where(kind < shopper.gap_weekly + shopper.gap_monthly, monthly, smooth)
+    )
+    return gaps.astype(np.int32)
+
+
+def generate_feed(
+    catalog: Catalog, *, users: int, days: int, end_date: str, seed: int = 0, progress: bool = True
+) -> Feed:
+    """Generate orders and order lines for ``users`` over the ``days`` days ending ``end_date``.
+
+    Shopping is simulated over at least a year (``max(days, 365)`` days) and only the last
+    ``days`` are returned, so even a short feed starts mid-history, as a real feed does: users'
+    first delivered orders are often not their first ever, and reorders refer to earlier buys.
+
+    Returns
+    -------
+    Feed
+        ``orders``: Instacart columns plus ``order_date``; ``lines``: Instacart order_products
+        columns; ``user_types``: ``user_id, shopper_type``; ``bundles``: product ids and probability.
+    """
+    started = time.monotonic()
+    rng = np.random.default_rng(seed)
+    delivered_days, days = days, max(days, 365)
+    end = date.fromisoformat(end_date)
+    start = end - timedelta(days=days - 1)
+    product_ids = catalog.products["product_id"].to_numpy(np.int64)
+    base = _popularity(catalog, rng)
+
+    # Users: a type each, a first order day (more users early, so histories are long).
+    shares = np.array([t.share for t in SHOPPER_TYPES])
+    user_type = rng.choice(len(SHOPPER_TYPES), size=users, p=shares / shares.sum())
+    first_day = np.floor(days * rng.random(users) ** 1.5).astype(np.int32)
+
+    # Orders: cumulative gaps from the first day, kept while inside the range.
+    gaps = np.zeros((users, MAX_ORDERS_PER_USER), dtype=np.int32)
+    for t, shopper in enumerate(SHOPPER_TYPES):
+        rows = np.flatnonzero(user_type == t)
+        gaps[rows, 1:] = _gaps(rng, shopper, (len(rows), MAX_ORDERS_PER_USER - 1))
+    day_matrix = first_day[:, None] + np.cumsum(gaps, axis=1)
+    valid = day_matrix < days
+    n_orders_user = valid.sum(axis=1)
+    user_idx = np.repeat(np.arange(users), n_orders_user)
+    order_day = day_matrix[valid]
+    order_number = (np.cumsum(valid, axis=1)[valid]).astype(np.int32)
+    days_since = np.where(order_number == 1, np.nan, np.minimum(gaps[valid], 30)).astype(np.float64)
+    n_orders = len(order_day)
+    if progress:
+        log.info("generate: %d users, %d orders planned (%.1f s)", users, n_orders, time.monotonic() - started)
+
+    # Order attributes.
+    order_dow = rng.choice(7, size=n_orders, p=DOW_SHARE / DOW_SHARE.sum())
+    user_hour = rng.choice(24, size=users, p=HOUR_SHARE / HOUR_SHARE.sum())
+    hour = np.where(
+        rng.random(n_orders) < 0.6,
+        user_hour[user_idx],
+        rng.choice(24, size=n_orders, p=HOUR_SHARE / HOUR_SHARE.sum()),
+    )
+    order_ids = rng.permutation(n_orders).astype(np.int64) + 1
+    types_of_orders = user_type[user_idx]
+
+    # Basket sizes: 1 + negative binomial (dispersion 2) around the type's mean.
+    basket_mean = np.array([t.basket_mean for t in SHOPPER_TYPES])[types_of_orders]
+    sizes = 1 + rng.negative_binomial(2, 2.0 / (2.0 + basket_mean - 1.0))
+    sizes = np.minimum(sizes, 80)
+    n_lines = int(sizes.sum())
+    line_order = np.repeat(np.arange(n_orders), sizes)
+    line_user = user_idx[line_order]
+    line_type = types_of_orders[line_order]
+    if progress:
+        log.info("generate: %d order lines planned (%.1f s)", n_lines, time.monotonic() - started)
+
+    # Each user's favourites, drawn from the type's popularity; lines repeat favourites or explore.
+    type_weights = [_type_weights(catalog, base, t) for t in SHOPPER_TYPES]
+    pool_mean = np.array([t.pool for t in SHOPPER_TYPES])[user_type]
+    pool_size = np.maximum(3, rng.poisson(pool_mean)).astype(np.int64)
+    max_pool = int(pool_size.max())
+    pools = np.empty((users, max_pool), dtype=np.int64)
+    explore = np.empty(n_lines, dtype=np.int64)
+    for t in range(len(SHOPPER_TYPES)):
+        cdf = np.cumsum(type_weights[t])
+        rows = np.flatnonzero(user_type == t)
+        pools[rows] = np.searchsorted(cdf, rng.random((len(rows), max_pool)) * cdf[-1])
+        mask = line_type == t
+        explore[mask] = np.searchsorted(cdf, rng.random(int(mask.sum())) * cdf[-1])
+    np.clip(explore, 0, len(product_ids) - 1, out=explore)
+    np.clip(pools, 0, len(product_ids) - 1, out=pools)
+    repeat_p = np.array([t.repeat for t in SHOPPER_TYPES])[line_type]
+    # First orders have no favourites yet; later ones favour the head of the pool.
+    first_order = order_number[line_order] == 1
+    from_pool = (rng.random(n_lines) < repeat_p) & ~first_order
+    slot = np.floor(pool_size[line_user] * rng.random(n_lines) ** 1.7).astype(np.int64)
+    product = np.where(from_pool, pools[line_user, slot], explore)
+
+    # Bundles: a line with an antecedent adds its consequent with the bundle's probability.
+    bundles = plant_bundles(base, rng)
+    consequent_of = np.full(len(product_ids), -1, dtype=np.int64)
+    consequent_of[bundles["antecedent"].to_numpy()] = bundles["consequent"].to_numpy()
+    has_bundle = consequent_of[product] >= 0
+    add = has_bundle & (rng.random(n_lines) < bundles["probability"].iloc[0])
+    extra_order = line_order[add]
+    extra_product = consequent_of[product[add]]
+    line_order = np.concatenate([line_order, extra_order])
+    product = np.concatenate([product, extra_product])
+
+    # Sort lines by order (bundle extras after their order's lines), drop repeats inside a basket.
+    sort = np.argsort(line_order, kind="stable")
+    line_order, product = line_order[sort], product[sort]
+    key = line_order.astype(np.int64) * len(product_ids) + product
+    keep = ~pd.Series(key).duplicated().to_numpy()
+    line_order, product = line_order[keep], product[keep]
+    add_to_cart = _position_in_group(line_order)
+    # reordered: the user bought the product in an earlier order (orders are user-major, chronological).
+    user_product = user_idx[line_order].astype(np.int64) * len(product_ids) + product
+    reordered = pd.Series(user_product).duplicated().to_numpy().astype(np.int8)
+
+    order_date = np.datetime64(start.isoformat(), "D") + order_day.astype("timedelta64[D]")
+    delivered = order_day >= days - delivered_days
+    line_delivered = delivered[line_order]
+    orders = pd.DataFrame(
+        {
+            "order_id": order_ids,
+            "user_id": user_idx.astype(np.int64) + 1,
+            "eval_set": "prior",
+            "order_number": order_number,
+            "order_dow": order_dow.astype(np.int8),
+            "order_hour_of_day": hour.astype(np.int8),
+            "days_since_prior_order": days_since,
+            "order_date": order_date,
+        }
+    )[delivered].reset_index(drop=True)
+    lines = pd.DataFrame(
+        {
+            "order_id": order_ids[line_order],
+            "product_id": product_ids[product],
+            "add_to_cart_order": add_to_cart.astype(np.int16),
+            "reordered": reordered,
+        }
+    )[line_delivered].reset_index(drop=True)
+    if progress:
+        log.info(
+            "generate: %d orders, %d lines, reorder ratio %.3f, mean basket %.2f (%.1f s)",
+            len(orders),
+            len(lines),
+            lines["reordered"].mean() if len(lines) else 0.0,
+            len(lines) / max(len(orders), 1),
+            time.monotonic() - started,
+        )
+    user_types = pd.DataFrame(
+        {"user_id": np.arange(1, users + 1), "shopper_type": np.array([t.name for t in SHOPPER_TYPES])[user_type]}
+    )
+    truth_bundles = pd.DataFrame(
+        {
+            "antecedent": product_ids[bundles["antecedent"].to_numpy()],
+            "consequent": product_ids[bundles["consequent"].to_numpy()],
+            "probability": bundles["probability"].to_numpy(),
+        }
+    )
+    return Feed(orders, lines, user_types, truth_bundles)
+
+
+def _position_in_group(group: np.ndarray) -> np.ndarray:
+    """1-based position of each element within its run of equal values (``group`` sorted)."""
+    if len(group) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
+    run_lengths = np.diff(np.r_[starts, len(group)])
+    return np.arange(len(group)) - np.repeat(starts, run_lengths) + 1
+
+
+# -- writing drops ---------------------------------------------------------------------------
+
+
+def csv_bytes(frame: pd.DataFrame | pa.Table) -> bytes:
+    """CSV text of a frame as Instacart writes it: plain header, quotes only where a value needs them."""
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    needs_quotes = any(
+        (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
+        and pc.any(pc.match_substring_regex(col, r'[",\r\n]')).as_py()
+        for col in table.columns
+    )
+    sink = io.BytesIO()
+    sink.write((",".join(table.column_names) + "\n").encode())
+    options = pcsv.WriteOptions(include_header=False, quoting_style="needed" if needs_quotes else "none")
+    pcsv.write_csv(table, sink, options)
+    return sink.getvalue()
+
+
+ORDER_COLUMNS = [
+    "order_id",
+    "user_id",
+    "eval_set",
+    "order_number",
+    "order_dow",
+    "order_hour_of_day",
+    "days_since_prior_order",
+]
+LINE_COLUMNS = ["order_id", "product_id", "add_to_cart_order", "reordered"]
+
+
+def write_daily_drops(
+    lake: Lake,
+    orders: pd.DataFrame,
+    lines: pd.DataFrame,
+    catalog: Catalog,
+    *,
+    first_date: str,
+    last_date: str,
+    progress: bool = True,
+) -> dict:
+    """Write one ``orders`` and one ``order_products`` drop per day (header only on a day without
+    orders) and the catalog drop on ``first_date``.
+
+    ``orders`` needs an ``order_date`` column; lines go to the drop of their order's date.
+    """
+    started = time.monotonic()
+    for name, frame in (
+        ("departments", catalog.departments),
+        ("aisles", catalog.aisles),
+        ("products", catalog.products),
+    ):
+        lake.put_landing(name, first_date, csv_bytes(frame))
+    day_of_order = orders["order_date"].to_numpy("datetime64[D]")
+    order_sort = np.argsort(day_of_order, kind="stable")
+    orders_sorted = orders.iloc[order_sort]
+    sorted_days = day_of_order[order_sort]
+    lookup = pd.Series(day_of_order, index=orders["order_id"].to_numpy())
+    line_days = lookup.reindex(lines["order_id"].to_numpy()).to_numpy("datetime64[D]")
+    line_sort = np.argsort(line_days, kind="stable")
+    lines_sorted = lines.iloc[line_sort]
+    sorted_line_days = line_days[line_sort]
+    orders_tbl = pa.Table.from_pandas(orders_sorted[ORDER_COLUMNS], preserve_index=False)
+    lines_tbl = pa.Table.from_pandas(lines_sorted[LINE_COLUMNS], preserve_index=False)
+    all_days = np.arange(np.datetime64(first_date, "D"), np.datetime64(last_date, "D") + 1)
+    o_lo = np.searchsorted(sorted_days, all_days, side="left")
+    o_hi = np.searchsorted(sorted_days, all_days, side="right")
+    l_lo = np.searchsorted(sorted_line_days, all_days, side="left")
+    l_hi = np.searchsorted(sorted_line_days, all_days, side="right")
+    for i, day in enumerate(all_days):
+        ds = str(day)
+        lake.put_landing("orders", ds, csv_bytes(orders_tbl.slice(o_lo[i], o_hi[i] - o_lo[i])))
+        lake.put_landing("order_products", ds, csv_bytes(lines_tbl.slice(l_lo[i], l_hi[i] - l_lo[i])))
+        if progress and (i + 1) % 30 == 0:
+            log.info("drops: %d/%d days written (%.1f s)", i + 1, len(all_days), time.monotonic() - started)
+    return {"days": len(all_days), "orders": len(orders), "order_lines": len(lines), "first_date": first_date}
+
+
+def generate(
+    lake: Lake,
+    *,
+    users: int,
+    days: int,
+    end_date: str,
+    seed: int = 0,
+    catalog_dir: str | Path | None = None,
+) -> dict:
+    """Generate a feed and deliver it as daily landing drops; write the planted truth to ``_truth/``.
+
+    Returns
+    -------
+    dict
+        Counts and dates of what was written.
+    """
+    if users < 1 or days < 1:
+        raise ValueError("users and days must be at least 1")
+    catalog = load_catalog(catalog_dir) if catalog_dir else synthetic_catalog(seed=seed)
+    feed = generate_feed(catalog, users=users, days=days, end_date=end_date, seed=seed)
+    first_date = (date.fromisoformat(end_date) - timedelta(days=days - 1)).isoformat()
+    summary = write_daily_drops(lake, feed.orders, feed.lines, catalog, first_date=first_date, last_date=end_date)
+    lake.write_table("_truth", "user_types", end_date, pa.Table.from_pandas(feed.user_types, preserve_index=False))
+    lake.write_table("_truth", "bundles", end_date, pa.Table.from_pandas(feed.bundles, preserve_index=False))
+    summary.update({"users": users, "last_date": end_date, "catalog": str(catalog_dir or "synthetic")})
+    return summary

@@ -1,0 +1,102 @@
+"""The lake: atomic commits, point-in-time reads, re-runs that replace exactly one date."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from basket_insights.lake import MANIFEST, Lake, check_ds
+
+
+def _table(values: list[int]) -> pa.Table:
+    return pa.table({"user_id": pa.array(values, pa.int32())})
+
+
+def test_committed_partition_is_read_back_with_its_manifest(any_lake: Lake) -> None:
+    manifest = any_lake.write_table("silver", "t", "2026-01-02", _table([1, 2, 3]), run_id="run-1", extra={"k": 1})
+    assert manifest.rows == 3
+    assert any_lake.partitions("silver", "t") == ["2026-01-02"]
+    stored = any_lake.manifest("silver", "t", "2026-01-02")
+    assert stored is not None and stored.run_id == "run-1" and stored.extra == {"k": 1}
+    assert stored.schema == [["user_id", "int32"]]
+    assert any_lake.read_table("silver", "t").column("user_id").to_pylist() == [1, 2, 3]
+
+
+def test_partition_without_manifest_is_invisible(any_lake: Lake) -> None:
+    """A writer killed before its commit leaves files that no reader takes."""
+    any_lake.write_table("silver", "t", "2026-01-01", _table([1]))
+    part = any_lake.partition("silver", "t", "2026-01-02")
+    any_lake._ensure_dir(part)
+    pq.write_table(_table([99]), (part / "part-orphan.parquet").path, filesystem=any_lake.arrow_fs)
+    assert any_lake.partitions("silver", "t") == ["2026-01-01"]
+    assert any_lake.read_table("silver", "t").column("user_id").to_pylist() == [1]
+    with pytest.raises(FileNotFoundError):
+        any_lake.read_table("silver", "t", dates=["2026-01-02"])
+
+
+def test_orphans_in_a_committed_partition_are_ignored_then_removed(any_lake: Lake) -> None:
+    any_lake.write_table("silver", "t", "2026-01-01", _table([1]))
+    part = any_lake.partition("silver", "t", "2026-01-01")
+    pq.write_table(_table([99]), (part / "part-killed.parquet").path, filesystem=any_lake.arrow_fs)
+    assert any_lake.read_table("silver", "t").column("user_id").to_pylist() == [1]
+    any_lake.write_table("silver", "t", "2026-01-01", _table([2]))
+    names = {p.name for p in part.iterdir()}
+    assert "part-killed.parquet" not in names and MANIFEST in names and len(names) == 2
+
+
+def test_point_in_time_reads_only_dates_up_to_ds(any_lake: Lake) -> None:
+    for day, value in (("2026-01-01", 1), ("2026-01-02", 2), ("2026-01-03", 3)):
+        any_lake.write_table("bronze", "orders", day, _table([value]))
+    view = any_lake.read_table("bronze", "orders", up_to="2026-01-02", with_ds=True)
+    assert view.column("user_id").to_pylist() == [1, 2]
+    assert view.column("ds").to_pylist() == ["2026-01-01", "2026-01-02"]
+    assert any_lake.partitions("bronze", "orders", up_to="2025-12-31") == []
+    with pytest.raises(FileNotFoundError, match="no committed partition"):
+        any_lake.read_table("bronze", "orders", up_to="2025-12-31")
+
+
+def test_rerun_replaces_that_date_and_nothing_else(any_lake: Lake) -> None:
+    any_lake.write_table("gold", "t", "2026-01-01", _table([1, 1]))
+    any_lake.write_table("gold", "t", "2026-01-02", _table([2, 2]))
+    any_lake.write_table("gold", "t", "2026-01-02", _table([5]), run_id="rerun")
+    assert any_lake.read_table("gold", "t", dates=["2026-01-01"]).num_rows == 2
+    assert any_lake.read_table("gold", "t", dates=["2026-01-02"]).column("user_id").to_pylist() == [5]
+    files = [p.name for p in any_lake.partition("gold", "t", "2026-01-02").iterdir()]
+    assert sorted(files)[0] == MANIFEST or MANIFEST in files
+    assert len(files) == 2, files  # the new parquet file and the manifest; the old file is gone
+
+
+def test_named_files_keep_their_names(any_lake: Lake) -> None:
+    any_lake.write_files("validation", "orders", "2026-01-01", {"results.json": b"{}", "data_docs.html": b"<html>"})
+    assert any_lake.read_file("validation", "orders", "2026-01-01", "results.json") == b"{}"
+    any_lake.write_files("validation", "orders", "2026-01-01", {"results.json": b"{\"v\": 2}"})
+    assert any_lake.read_file("validation", "orders", "2026-01-01", "results.json") == b'{"v": 2}'
+    with pytest.raises(FileNotFoundError):
+        any_lake.read_file("validation", "orders", "2026-01-01", "data_docs.html")
+
+
+def test_landing_drops_and_fingerprints(any_lake: Lake) -> None:
+    any_lake.put_landing("orders", "2026-01-02", b"a\n1\n")
+    any_lake.put_landing("orders", "2026-01-01", b"a\n")
+    assert any_lake.landing_dates("orders") == ["2026-01-01", "2026-01-02"]
+    assert any_lake.landing_dates("orders", up_to="2026-01-01") == ["2026-01-01"]
+    before = any_lake.fingerprint(any_lake.landing_file("orders", "2026-01-02"))
+    any_lake.put_landing("orders", "2026-01-02", b"a\n1\n2\n")
+    assert any_lake.fingerprint(any_lake.landing_file("orders", "2026-01-02")) != before
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01", "2026-1-1", "../etc", "2026-01-01/../../x", "", "20260101"])
+def test_dates_and_names_cannot_steer_paths(lake: Lake, bad: str) -> None:
+    with pytest.raises(ValueError):
+        check_ds(bad)
+    with pytest.raises(ValueError):
+        lake.partition("gold", "t", bad)
+
+
+@pytest.mark.parametrize("table", ["../x", "a/b", "..", ""])
+def test_table_names_are_plain(lake: Lake, table: str) -> None:
+    with pytest.raises(ValueError):
+        lake.table_path("gold", table)
+    with pytest.raises(ValueError, match="unknown zone"):
+        lake.table_path("nowhere", "t")
