@@ -35,7 +35,8 @@ SETTINGS = load_settings()
 
 
 def _asset(zone: str, table: str) -> Asset:
-    return Asset(uri=f"{SETTINGS.lake_url.rstrip('/')}/{zone}/{table}", name=f"basket_insights.{zone}.{table}")
+    # Named by its URI: one Airflow can then serve several lakes (e.g. staging and production).
+    return Asset(uri=f"{SETTINGS.lake_url.rstrip('/')}/{zone}/{table}", group="basket_insights")
 
 
 BRONZE = {t: _asset("bronze", t) for t in ("departments", "aisles", "products", "orders", "order_products")}

@@ -103,7 +103,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         f"-admin.port={ports['admin']}",
         "-admin.ui=false",
     ]
-    log = open(data / "weed.log", "w")  # noqa: SIM115 - closed below
+    log = open(data / "weed.log", "w")
     proc = subprocess.Popen(
         cmd,
         stdout=log,

@@ -78,22 +78,20 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
     n_users = len(users)
     total_orders = np.bincount(user_codes, minlength=n_users)
     dates = orders["order_date"].to_numpy("datetime64[D]")
-    first = pd.Series(dates).groupby(user_codes).min().to_numpy()
-    last = pd.Series(dates).groupby(user_codes).max().to_numpy()
-    days_since_last = (as_of.to_datetime64().astype("datetime64[D]") - last).astype(np.int64)
-    tenure = (as_of.to_datetime64().astype("datetime64[D]") - first).astype(np.int64) + 1
+    first = pd.Series(dates).groupby(user_codes).min().to_numpy().astype("datetime64[D]")
+    last = pd.Series(dates).groupby(user_codes).max().to_numpy().astype("datetime64[D]")
+    today = as_of.to_datetime64().astype("datetime64[D]")
+    days_since_last = (today - last).astype(np.int64)
+    tenure = (today - first).astype(np.int64) + 1
     gaps = orders["days_since_prior_order"].to_numpy(np.float64)
     has_gap = ~np.isnan(gaps)
-    gap_stats = (
-        pd.DataFrame({"u": user_codes[has_gap], "g": gaps[has_gap]}).groupby("u")["g"].agg(["mean", "std", "count"])
-    )
+    gaps_by_user = pd.Series(gaps[has_gap]).groupby(user_codes[has_gap])
+    with_gaps = gaps_by_user.size().index.to_numpy()
     mean_gap = np.full(n_users, np.nan)
     std_gap = np.full(n_users, np.nan)
-    mean_gap[gap_stats.index.to_numpy()] = gap_stats["mean"].to_numpy()
+    mean_gap[with_gaps] = gaps_by_user.mean().to_numpy()
     # population std; undefined for fewer than two gaps
-    count = gap_stats["count"].to_numpy()
-    std_values = gap_stats["std"].to_numpy() * np.sqrt(np.maximum(count - 1, 0) / np.maximum(count, 1))
-    std_gap[gap_stats.index.to_numpy()] = np.where(count >= 2, std_values, np.nan)
+    std_gap[with_gaps] = np.where(gaps_by_user.size() >= 2, gaps_by_user.std(ddof=0), np.nan)
     weekend = np.bincount(user_codes, weights=orders["order_dow"].isin([0, 1]).to_numpy(np.float64), minlength=n_users)
     hours = np.bincount(user_codes, weights=orders["order_hour_of_day"].to_numpy(np.float64), minlength=n_users)
 
@@ -165,6 +163,10 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
     orders["order_date"] = pd.to_datetime(orders.pop("ds"))
     features = compute_user_features(orders, lines_tbl.to_pandas(), ds)
     table = pa.Table.from_pandas(features, preserve_index=False)
+    for column in ("first_order_date", "last_order_date"):
+        table = table.set_column(
+            table.schema.get_field_index(column), column, table.column(column).cast(pa.timestamp("s")).cast(pa.date32())
+        )
     lake.write_table("silver", "user_features", ds, table, run_id=run_id)
     log.info("build_features ds=%s: %d users with features in %.1f s", ds, len(features), time.monotonic() - started)
     return {

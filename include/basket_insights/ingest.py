@@ -280,7 +280,7 @@ def _reason_counts(reasons: Iterable[str], top: int = 5) -> dict[str, int]:
     counts: dict[str, int] = {}
     for text in reasons:
         for part in text.split("; "):
-            key = re.sub(r": got .*$|: cannot parse .* as", ": cannot parse as", part)
+            key = re.sub(r"cannot parse .* as", "cannot parse as", re.sub(r": got .*$", "", part))
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top])
 

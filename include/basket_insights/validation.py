@@ -151,10 +151,14 @@ class ValidationOutcome:
 
 
 def _describe(config: Any) -> str:
+    """``expect_x(column, k=v) where <row condition>``: the rule as a person reads it."""
     kwargs = {k: v for k, v in config.kwargs.items() if k not in {"batch_id", "condition_parser"} and v is not None}
     column = kwargs.pop("column", None)
-    args = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
-    return f"{config.type}({column}{', ' if column and args else ''}{args})"
+    condition = kwargs.pop("row_condition", None)
+    if isinstance(condition, dict):
+        condition = condition.get("pass_through_filter") or condition
+    args = ", ".join([*([column] if column else []), *(f"{k}={v}" for k, v in sorted(kwargs.items()))])
+    return f"{config.type}({args})" + (f" where {condition}" if condition else "")
 
 
 def validate_frame(table: str, df: pd.DataFrame, known: KnownKeys | None = None) -> ValidationOutcome:
@@ -176,6 +180,7 @@ def validate_frame(table: str, df: pd.DataFrame, known: KnownKeys | None = None)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines drown the task log
     checked = add_check_columns(table, df, known or KnownKeys())
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

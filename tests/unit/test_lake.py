@@ -70,7 +70,7 @@ def test_rerun_replaces_that_date_and_nothing_else(any_lake: Lake) -> None:
 def test_named_files_keep_their_names(any_lake: Lake) -> None:
     any_lake.write_files("validation", "orders", "2026-01-01", {"results.json": b"{}", "data_docs.html": b"<html>"})
     assert any_lake.read_file("validation", "orders", "2026-01-01", "results.json") == b"{}"
-    any_lake.write_files("validation", "orders", "2026-01-01", {"results.json": b"{\"v\": 2}"})
+    any_lake.write_files("validation", "orders", "2026-01-01", {"results.json": b'{"v": 2}'})
     assert any_lake.read_file("validation", "orders", "2026-01-01", "results.json") == b'{"v": 2}'
     with pytest.raises(FileNotFoundError):
         any_lake.read_file("validation", "orders", "2026-01-01", "data_docs.html")

@@ -1,0 +1,92 @@
+"""DagBag integrity: the DAG file imports cleanly, fast, without live connections or heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys, time
+    started = time.monotonic()
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=sys.argv[1])
+    heavy = sorted(m for m in ("pandas", "pyarrow", "sklearn", "great_expectations", "matplotlib", "mlxtend", "scipy")
+                   if m in sys.modules)
+    dag = bag.dags.get("basket_insights")
+    out = {"import_errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()},
+           "dag_ids": sorted(bag.dag_ids), "heavy_modules": heavy, "seconds": time.monotonic() - started}
+    if dag is not None:
+        out.update({
+            "tags": sorted(dag.tags), "schedule": str(dag.schedule), "catchup": dag.catchup,
+            "max_active_runs": dag.max_active_runs, "params": sorted(dag.params.keys()), "doc_md": bool(dag.doc_md),
+            "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids),
+                                  "mode": getattr(t, "mode", None), "timeout": getattr(t, "timeout", None),
+                                  "outlets": [getattr(o, "uri", str(o)) for o in t.outlets]}
+                      for t in dag.tasks},
+        })
+    print(json.dumps(out, default=str))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_home: dict[str, str]) -> dict:
+    env = {**airflow_home, "BASKET_LAKE_URL": "s3://not-reachable-bucket", "BASKET_LAKE_CONN_ID": "missing_conn"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_no_import_errors(dagbag: dict) -> None:
+    assert dagbag["import_errors"] == {}
+    assert dagbag["dag_ids"] == ["basket_insights"]
+
+
+def test_dag_file_imports_no_heavy_library(dagbag: dict) -> None:
+    assert dagbag["heavy_modules"] == []
+
+
+def test_schedule_tags_docs_and_params(dagbag: dict) -> None:
+    assert dagbag["schedule"] == "@daily"
+    assert "basket-insights" in dagbag["tags"]
+    assert dagbag["doc_md"]
+    assert dagbag["catchup"] is False and dagbag["max_active_runs"] == 1
+    assert dagbag["params"] == ["force_reingest", "max_bad_row_fraction"]
+
+
+def test_every_task_retries_except_the_sensor(dagbag: dict) -> None:
+    for task_id, task in dagbag["tasks"].items():
+        if task_id == "wait_for_drop":
+            assert task["retries"] == 0 and task["mode"] == "reschedule" and task["timeout"]
+        else:
+            assert task["retries"] >= 1, task_id
+
+
+def test_task_order(dagbag: dict) -> None:
+    tasks = dagbag["tasks"]
+    assert tasks["ingest_catalog"]["upstream"] == ["wait_for_drop"]
+    assert tasks["ingest_orders"]["upstream"] == ["wait_for_drop"]
+    assert tasks["ingest_order_products"]["upstream"] == ["ingest_catalog", "ingest_orders"]
+    assert tasks["build_features"]["upstream"] == ["ingest_order_products"]
+    assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
+
+
+def test_settings_from_the_environment_are_validated(airflow_home: dict[str, str]) -> None:
+    env = {**airflow_home, "BASKET_MAX_BAD_ROW_FRACTION": "lots"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import basket_insights.config as c; c.load_settings()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "BASKET_MAX_BAD_ROW_FRACTION='lots' is not a number" in done.stderr

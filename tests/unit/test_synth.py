@@ -1,0 +1,138 @@
+"""The synthetic feed: Instacart schema, determinism, calibrated shape and planted structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from basket_insights.ingest import READ_TYPES
+from basket_insights.lake import Lake
+from basket_insights.synth import SHOPPER_TYPES, csv_bytes, generate, generate_feed, synthetic_catalog
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return synthetic_catalog(seed=3)
+
+
+@pytest.fixture(scope="module")
+def feed(catalog):
+    """A year of 6,000 users: enough for the statistics to settle."""
+    return generate_feed(catalog, users=6000, days=365, end_date="2026-06-30", seed=11, progress=False)
+
+
+def test_synthetic_catalog_has_the_real_shape(catalog) -> None:
+    assert len(catalog.products) == 49_688
+    assert catalog.products["product_id"].tolist() == list(range(1, 49_689))
+    assert catalog.products["product_name"].is_unique
+    assert len(catalog.aisles) == 134 and catalog.aisles["aisle_id"].is_unique
+    assert len(catalog.departments) == 21
+    assert set(catalog.products["aisle_id"]) <= set(catalog.aisles["aisle_id"])
+    assert catalog.products["aisle_id"].nunique() == 134  # no empty aisle in the synthetic catalog
+    assert set(catalog.products["department_id"]) == set(catalog.departments["department_id"])
+
+
+def test_orders_and_lines_follow_the_instacart_schema(feed) -> None:
+    assert list(feed.orders.columns[:7]) == list(READ_TYPES["orders"])
+    assert list(feed.lines.columns) == list(READ_TYPES["order_products"])
+    assert feed.orders["order_id"].is_unique
+    assert not feed.lines.duplicated(["order_id", "product_id"]).any()
+    assert feed.lines["order_id"].isin(feed.orders["order_id"]).all()
+    assert feed.orders["order_dow"].between(0, 6).all() and feed.orders["order_hour_of_day"].between(0, 23).all()
+    first = feed.orders["order_number"] == 1
+    assert feed.orders.loc[first, "days_since_prior_order"].isna().all()
+    assert feed.orders.loc[~first, "days_since_prior_order"].between(0, 30).all()
+    carts = feed.lines.groupby("order_id")["add_to_cart_order"].agg(["min", "max", "size"])
+    assert (carts["min"] == 1).all() and (carts["max"] == carts["size"]).all()
+
+
+def test_same_seed_same_feed_other_seed_other_feed(catalog) -> None:
+    a = generate_feed(catalog, users=300, days=30, end_date="2026-06-30", seed=5, progress=False)
+    b = generate_feed(catalog, users=300, days=30, end_date="2026-06-30", seed=5, progress=False)
+    c = generate_feed(catalog, users=300, days=30, end_date="2026-06-30", seed=6, progress=False)
+    pd.testing.assert_frame_equal(a.orders, b.orders)
+    pd.testing.assert_frame_equal(a.lines, b.lines)
+    assert not a.lines.equals(c.lines)
+
+
+def test_calibrated_statistics_match_the_real_samples(feed) -> None:
+    """Targets measured on the real samples (docs/data.md); tolerances stated here."""
+    sizes = feed.lines.groupby("order_id").size()
+    assert sizes.mean() == pytest.approx(10.0, abs=1.0)  # real: 10.0 (first 50,000 prior lines)
+    assert sizes.median() in (7, 8, 9)  # real: 8
+    assert feed.lines["reordered"].mean() == pytest.approx(0.59, abs=0.04)  # real: 0.590
+    gaps = feed.orders["days_since_prior_order"].dropna()
+    share = gaps.value_counts(normalize=True)
+    assert gaps.mean() == pytest.approx(11.2, abs=1.5)  # real: 11.2
+    assert share[30] == pytest.approx(0.114, abs=0.03)  # real: 11.4% at the cap
+    assert share[7] > 1.5 * share[[5, 6, 8, 9]].mean()  # the weekly spike
+    dow = feed.orders["order_dow"].value_counts(normalize=True).sort_index()
+    assert dow.iloc[0] > dow.iloc[3] + 0.03 and dow.iloc[1] > dow.iloc[3] + 0.03  # days 0 and 1 busiest
+    hours = feed.orders["order_hour_of_day"].value_counts(normalize=True).sort_index()
+    assert hours.loc[9:16].sum() > 0.5 and hours.loc[0:5].sum() < 0.05
+    # Zipf-like popularity: the top 1% of products carry a large share, the tail is long.
+    counts = feed.lines["product_id"].value_counts()
+    assert counts.head(len(counts) // 100).sum() / counts.sum() > 0.2
+    assert counts.iloc[0] > 50 * counts.median()
+
+
+def test_shopper_types_are_planted(feed) -> None:
+    orders = feed.orders.merge(feed.user_types, on="user_id")
+    gap = orders.groupby("shopper_type")["days_since_prior_order"].mean()
+    assert gap["loyal"] < gap["mixed"] < gap["casual"]
+    lines = feed.lines.merge(orders[["order_id", "shopper_type"]], on="order_id")
+    basket = lines.groupby("shopper_type").size() / orders.groupby("shopper_type").size()
+    assert basket["loyal"] > basket["mixed"] > basket["casual"]
+    reorder = lines.groupby("shopper_type")["reordered"].mean()
+    assert reorder["loyal"] > reorder["casual"] + 0.1
+    shares = feed.user_types["shopper_type"].value_counts(normalize=True)
+    for shopper in SHOPPER_TYPES:
+        assert shares[shopper.name] == pytest.approx(shopper.share, abs=0.03)
+
+
+def test_bundles_are_planted(feed) -> None:
+    baskets = feed.lines.groupby("order_id")["product_id"].apply(set)
+    n = len(baskets)
+    for row in feed.bundles.head(10).itertuples():
+        with_a = baskets[baskets.map(lambda s, a=row.antecedent: a in s)]
+        both = with_a.map(lambda s, b=row.consequent: b in s).sum()
+        confidence = both / max(len(with_a), 1)
+        support_b = baskets.map(lambda s, b=row.consequent: b in s).sum() / n
+        assert confidence >= 0.35, row
+        assert confidence / support_b > 5, row  # lift: B comes with A far more than by chance
+
+
+def test_generate_writes_a_drop_every_day_and_the_truth(lake: Lake) -> None:
+    summary = generate(lake, users=200, days=20, end_date="2026-02-10", seed=2)
+    assert summary["days"] == 20
+    days = lake.landing_dates("orders")
+    assert days[0] == "2026-01-22" and days[-1] == "2026-02-10" and len(days) == 20
+    assert lake.landing_dates("order_products") == days
+    assert lake.landing_dates("products") == ["2026-01-22"]
+    assert lake.read_table("_truth", "user_types").num_rows == 200
+    assert lake.read_table("_truth", "bundles").num_rows > 0
+    total = sum(len(lake.fs.cat_file(lake.landing_file("orders", d).path).splitlines()) - 1 for d in days)
+    assert total == summary["orders"]
+
+
+def test_days_without_orders_get_a_header_only_drop(lake: Lake) -> None:
+    generate(lake, users=1, days=40, end_date="2026-02-10", seed=1)
+    sizes = [
+        len(lake.fs.cat_file(lake.landing_file("orders", d).path).splitlines()) for d in lake.landing_dates("orders")
+    ]
+    assert len(sizes) == 40 and min(sizes) == 1  # header only on quiet days
+
+
+def test_csv_bytes_quotes_only_when_needed() -> None:
+    plain = csv_bytes(pd.DataFrame({"a": [1], "b": ["prior"]}))
+    assert plain == b"a,b\n1,prior\n"
+    quoted = csv_bytes(pd.DataFrame({"a": [1], "b": ["x, y"]}))
+    assert b'"x, y"' in quoted and quoted.startswith(b"a,b\n")
+
+
+def test_real_catalog_is_used_when_given(instacart, lake: Lake) -> None:
+    generate(lake, users=50, days=10, end_date="2026-02-10", seed=1, catalog_dir=instacart)
+    products = lake.fs.cat_file(lake.landing_file("products", "2026-02-01").path)
+    assert products.count(b"\n") == 49_689
+    assert np.isin([24852, 21137], pd.read_csv(lake.landing_file("products", "2026-02-01").path)["product_id"]).all()
