@@ -82,6 +82,8 @@ class Catalog:
     products: pd.DataFrame  # product_id, product_name, aisle_id, department_id
     aisles: pd.DataFrame  # aisle_id, aisle
     departments: pd.DataFrame  # department_id, department
+    #: Purchases seen per product (aligned with ``products``) in real order samples, if any.
+    observed_counts: np.ndarray | None = None
 
 
 def load_catalog(folder: str | Path) -> Catalog:
@@ -90,11 +92,29 @@ def load_catalog(folder: str | Path) -> Catalog:
     missing = [n for n in ("products.csv", "aisles.csv", "departments.csv") if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(f"catalog folder {folder} lacks {', '.join(missing)}")
+    products = pd.read_csv(folder / "products.csv", dtype={"product_name": str}, keep_default_na=False)
     return Catalog(
-        products=pd.read_csv(folder / "products.csv", dtype={"product_name": str}, keep_default_na=False),
+        products=products,
         aisles=pd.read_csv(folder / "aisles.csv", keep_default_na=False),
         departments=pd.read_csv(folder / "departments.csv", keep_default_na=False),
+        observed_counts=_observed_counts(folder, products["product_id"]),
     )
+
+
+def _observed_counts(folder: Path, product_ids: pd.Series) -> np.ndarray | None:
+    """Purchases per product in the real order samples beside a catalog (``samples/**/order_products*.csv``).
+
+    They rank the popular products (Banana first, as in the real data); products never seen in
+    the samples are ranked after them.
+    """
+    files = sorted(folder.glob("samples/**/order_products*.csv"))
+    if not files:
+        return None
+    seen = pd.concat(
+        [pd.read_csv(f, usecols=["product_id"], on_bad_lines="skip")["product_id"] for f in files], ignore_index=True
+    )
+    counts = pd.to_numeric(seen, errors="coerce").dropna().astype(np.int64).value_counts()
+    return counts.reindex(product_ids.to_numpy(), fill_value=0).to_numpy(np.float64)
 
 
 # -- a synthetic catalog of the real one's shape -------------------------------------------------
@@ -195,12 +215,18 @@ def synthetic_catalog(n_products: int = 49_688, n_aisles: int = 134, seed: int =
 
 
 def _popularity(catalog: Catalog, rng: np.random.Generator, exponent: float = 1.0) -> np.ndarray:
-    """Zipf-like popularity: a random rank per product (produce and dairy ranked higher), weight ~ 1/(rank+25)^s."""
+    """Zipf-like popularity, weight ~ 1/(rank+25)^s.
+
+    Ranks follow the purchases observed in real samples when the catalog has them; otherwise
+    (and among unseen products) they are random, with produce and dairy ranked higher.
+    """
     n = len(catalog.products)
     dept_name = catalog.departments.set_index("department_id")["department"]
     depts = catalog.products["department_id"].map(dept_name).fillna("").to_numpy()
     boost = np.where(np.isin(depts, ["produce", "dairy eggs"]), 4.0, 1.0)
-    score = rng.random(n) ** (1.0 / boost)  # boosted products tend to get higher scores
+    score = rng.random(n) ** (1.0 / boost)  # in [0, 1); boosted products tend to score higher
+    if catalog.observed_counts is not None:
+        score = score + catalog.observed_counts
     ranks = np.empty(n, dtype=np.int64)
     ranks[np.argsort(-score)] = np.arange(n)
     weights = 1.0 / (ranks + 25.0) ** exponent
