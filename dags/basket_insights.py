@@ -5,8 +5,8 @@ Turns the Instacart-shaped daily order feed into validated, typed tables and per
 behaviour features, one run per logical date `ds`.
 
 ```
-wait_for_drop ─> ingest_catalog ─┐
-              └> ingest_orders  ─┴> ingest_order_products ─> build_features
+wait_for_drop ─> ingest_catalog ─┬───────────────────────────────────────> cluster_products ─┐
+              └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -16,6 +16,12 @@ wait_for_drop ─> ingest_catalog ─┐
   and the validation results (JSON and Data Docs HTML) to `validation/`. A run ingests `ds`'s
   drop and every earlier drop that is new or changed since it was ingested.
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`.
+* **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
+  segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
+* **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
+  skipped when the catalog has not changed: `gold/product_clusters`, `product_cluster_summary`.
+* **link_preferences** links both: each user's and each segment's product-cluster preferences,
+  and a second customer segmentation on those preferences.
 
 A run for `ds` reads only partitions `<= ds`; re-running a date replaces that date's outputs.
 Settings come from `BASKET_*` environment variables (see `include/basket_insights/config.py`);
@@ -41,6 +47,19 @@ def _asset(zone: str, table: str) -> Asset:
 
 BRONZE = {t: _asset("bronze", t) for t in ("departments", "aisles", "products", "orders", "order_products")}
 USER_FEATURES = _asset("silver", "user_features")
+GOLD = {
+    t: _asset("gold", t)
+    for t in (
+        "customer_segments",
+        "segment_profiles",
+        "segment_elbow",
+        "product_clusters",
+        "product_cluster_summary",
+        "user_product_preferences",
+        "preference_segments",
+        "segment_product_preferences",
+    )
+}
 
 
 def _lake():
@@ -117,11 +136,38 @@ def basket_insights() -> None:
 
         return build_user_features(_lake(), ds, run_id=run_id)
 
+    @task(outlets=[GOLD["customer_segments"], GOLD["segment_profiles"], GOLD["segment_elbow"]])
+    def segment_customers(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.segments import SegmentSettings, run_segment_customers
+
+        return run_segment_customers(_lake(), ds, SegmentSettings.from_settings(SETTINGS), run_id=run_id)
+
+    @task(outlets=[GOLD["product_clusters"], GOLD["product_cluster_summary"]])
+    def cluster_products(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.products import ProductClusterSettings, run_cluster_products
+
+        return run_cluster_products(_lake(), ds, ProductClusterSettings.from_settings(SETTINGS), run_id=run_id)
+
+    @task(
+        outlets=[
+            GOLD["user_product_preferences"],
+            GOLD["preference_segments"],
+            GOLD["segment_product_preferences"],
+        ]
+    )
+    def link_preferences(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.preferences import run_link_preferences
+        from basket_insights.segments import SegmentSettings
+
+        return run_link_preferences(_lake(), ds, SegmentSettings.from_settings(SETTINGS), run_id=run_id)
+
     drop = wait_for_drop()
     catalog = ingest_catalog()
     orders = ingest_orders()
     drop >> [catalog, orders]
-    [catalog, orders] >> ingest_order_products() >> build_features()
+    features = build_features()
+    [catalog, orders] >> ingest_order_products() >> features
+    [features >> segment_customers(), catalog >> cluster_products()] >> link_preferences()
 
 
 basket_insights()

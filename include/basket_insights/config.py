@@ -81,6 +81,15 @@ class Settings:
         (``BASKET_MAX_ACTIVE_RUNS``, ``BASKET_CATCHUP``).
     start_date:
         First logical date of the schedule, ISO ``YYYY-MM-DD`` (``BASKET_START_DATE``).
+    segment_k / segment_k_min / segment_k_max:
+        Number of behavioural segments, or ``0`` to let the elbow choose within the range
+        (``BASKET_SEGMENT_K``, ``BASKET_SEGMENT_K_MIN``, ``BASKET_SEGMENT_K_MAX``).
+    segment_sample_fraction:
+        Share of users the segment KMeans is fitted on; everyone is assigned
+        (``BASKET_SEGMENT_SAMPLE_FRACTION``; the seed notebook used 0.1).
+    product_k / product_min_df:
+        Number of product clusters, ``0`` for the elbow; TF-IDF minimum document frequency
+        (``BASKET_PRODUCT_K``, ``BASKET_PRODUCT_MIN_DF``).
     """
 
     lake_url: str = field(default_factory=default_lake_url)
@@ -91,6 +100,12 @@ class Settings:
     max_active_runs: int = 1
     catchup: bool = False
     start_date: str = "2026-01-01"
+    segment_k: int = 0
+    segment_k_min: int = 2
+    segment_k_max: int = 10
+    segment_sample_fraction: float = 1.0
+    product_k: int = 0
+    product_min_df: int = 3
 
     def __post_init__(self) -> None:
         if "://" not in self.lake_url:
@@ -100,6 +115,10 @@ class Settings:
         scheme = self.lake_url.split("://", 1)[0]
         if scheme not in {"file", "s3", "s3a", "gs", "gcs", "abfs", "memory"}:
             raise SettingsError(f"BASKET_LAKE_URL scheme {scheme!r} is not supported")
+        if self.segment_k_min > self.segment_k_max:
+            raise SettingsError(
+                f"BASKET_SEGMENT_K_MIN={self.segment_k_min} is above BASKET_SEGMENT_K_MAX={self.segment_k_max}"
+            )
 
 
 def load_settings() -> Settings:
@@ -113,4 +132,10 @@ def load_settings() -> Settings:
         max_active_runs=_env_int("BASKET_MAX_ACTIVE_RUNS", 1, 1, 64),
         catchup=_env_bool("BASKET_CATCHUP", False),
         start_date=os.environ.get("BASKET_START_DATE") or "2026-01-01",
+        segment_k=_env_int("BASKET_SEGMENT_K", 0, 0, 50),
+        segment_k_min=_env_int("BASKET_SEGMENT_K_MIN", 2, 2, 50),
+        segment_k_max=_env_int("BASKET_SEGMENT_K_MAX", 10, 2, 50),
+        segment_sample_fraction=_env_float("BASKET_SEGMENT_SAMPLE_FRACTION", 1.0, 0.001, 1.0),
+        product_k=_env_int("BASKET_PRODUCT_K", 0, 0, 1000),
+        product_min_df=_env_int("BASKET_PRODUCT_MIN_DF", 3, 1, 1000),
     )

@@ -15,6 +15,16 @@ from tests.conftest import run_dag_test
 pytestmark = pytest.mark.integration
 
 END = "2026-05-31"
+GOLD_TABLES = (
+    "customer_segments",
+    "segment_profiles",
+    "segment_elbow",
+    "product_clusters",
+    "product_cluster_summary",
+    "user_product_preferences",
+    "preference_segments",
+    "segment_product_preferences",
+)
 
 
 def _assert_run_outputs(lake: Lake, days: list[str], users_at_least: int) -> None:
@@ -26,6 +36,10 @@ def _assert_run_outputs(lake: Lake, days: list[str], users_at_least: int) -> Non
     assert features.num_rows >= users_at_least
     ingested = sum(lake.manifest("bronze", "orders", d).rows for d in days)
     assert ingested == lake.read_table("bronze", "orders").num_rows
+    segments = lake.read_table("gold", "customer_segments", dates=[days[-1]])
+    assert segments.num_rows == features.num_rows
+    for table in GOLD_TABLES:
+        assert lake.manifest("gold", table, days[-1]) is not None, table
 
 
 def test_dag_run_on_a_generated_feed_then_rerun(airflow_home: dict[str, str], tmp_path: Path) -> None:
