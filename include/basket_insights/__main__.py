@@ -83,6 +83,14 @@ def cmd_summary(args: argparse.Namespace) -> dict:
     return out
 
 
+def cmd_bench(args: argparse.Namespace) -> dict:
+    from basket_insights.bench import bench_tasks, format_table
+
+    rows = bench_tasks(args.lake, args.ds, args.tasks.split(","), runs=args.runs)
+    print(format_table(rows), file=sys.stderr)
+    return {"lake": args.lake, "ds": args.ds, "tasks": rows}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m basket_insights", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -111,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     lake_options(s)
     s.add_argument("--ds", type=_iso_date, required=True)
     s.set_defaults(func=cmd_summary)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bench_sub = b.add_subparsers(dest="bench", required=True)
+    bt = bench_sub.add_parser("tasks", help="time pipeline steps on an existing lake (fresh process per run)")
+    lake_options(bt)
+    bt.add_argument("--ds", type=_iso_date, required=True)
+    bt.add_argument("--runs", type=_positive, default=3)
+    bt.add_argument("--tasks", default="segment_customers,cluster_products,link_preferences")
+    bt.set_defaults(func=cmd_bench)
     return parser
 
 

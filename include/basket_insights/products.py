@@ -216,14 +216,17 @@ def _catalog(lake: Lake, ds: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     )
 
 
-def run_cluster_products(lake: Lake, ds: str, settings: ProductClusterSettings, *, run_id: str = "") -> dict:
-    """Cluster the catalog in force on ``ds`` (or reuse the last result when it has not changed)."""
+def run_cluster_products(
+    lake: Lake, ds: str, settings: ProductClusterSettings, *, run_id: str = "", force: bool = False
+) -> dict:
+    """Cluster the catalog in force on ``ds``, or reuse the last result when neither the catalog
+    nor the settings changed (unless ``force``)."""
     started = time.monotonic()
     products, aisles, departments = _catalog(lake, ds)
     key = catalog_hash(products, aisles, departments) + f"|{settings}"
     earlier = [d for d in lake.partitions("gold", "product_clusters", up_to=ds) if d != ds]
     previous = lake.manifest("gold", "product_clusters", earlier[-1]) if earlier else None
-    if previous is not None and previous.extra.get("catalog_key") == key:
+    if previous is not None and previous.extra.get("catalog_key") == key and not force:
         log.info("cluster_products ds=%s: catalog unchanged since %s; reusing its clusters", ds, earlier[-1])
         tables = {
             t: lake.read_table("gold", t, dates=[earlier[-1]])
