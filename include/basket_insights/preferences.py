@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PreferenceTables:
-    user_preferences: pd.DataFrame  # user_id, cluster_id, cluster_label, purchases, share, rank
+    user_preferences: pd.DataFrame  # user_id, cluster_id, purchases, share, rank (1 = top cluster)
     preference_segments: pd.DataFrame  # user_id, pref_segment_id, pref_segment_name
     preference_segment_profiles: pd.DataFrame  # pref_segment_id, pref_segment_name, size, top clusters
     preference_elbow: pd.DataFrame
@@ -55,15 +55,18 @@ def preference_counts(
         Sorted user ids, cluster ids, and the count matrix.
     """
     clusters = np.sort(product_cluster.unique())
-    lookup = np.full(int(max(product_cluster.index.max(), line_products.max(initial=0))) + 1, -1, dtype=np.int64)
+    size = int(max(product_cluster.index.max(), line_products.max(initial=0))) + 1
+    lookup = np.full(size, -1, dtype=np.int32)
     lookup[product_cluster.index.to_numpy()] = np.searchsorted(clusters, product_cluster.to_numpy())
     cluster_code = lookup[line_products]
     keep = cluster_code >= 0
-    user_code, users = pd.factorize(line_users[keep], sort=True)
-    counts = np.bincount(
-        user_code.astype(np.int64) * len(clusters) + cluster_code[keep], minlength=len(users) * len(clusters)
-    ).reshape(len(users), len(clusters))
-    return np.asarray(users), clusters, counts
+    users = np.unique(line_users)
+    # users are ids, not positions: a dense id -> row table is cheaper than hashing every line
+    row_of = np.zeros(int(users.max(initial=0)) + 1, dtype=np.int64)
+    row_of[users] = np.arange(len(users))
+    bins = row_of[line_users[keep]] * len(clusters) + cluster_code[keep]
+    counts = np.bincount(bins, minlength=len(users) * len(clusters)).reshape(len(users), len(clusters))
+    return users, clusters, counts
 
 
 def link_preferences(
@@ -86,6 +89,10 @@ def link_preferences(
     totals = counts.sum(axis=1, keepdims=True)
     shares = counts / np.maximum(totals, 1)
 
+    # rank of each cluster for each user: 1 = largest share (ties: lower cluster id first)
+    order = np.argsort(-counts, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, len(clusters) + 1)[None, :], axis=1)
     nz_user, nz_cluster = np.nonzero(counts)
     long = pd.DataFrame(
         {
@@ -93,22 +100,13 @@ def link_preferences(
             "cluster_id": clusters[nz_cluster].astype(np.int32),
             "purchases": counts[nz_user, nz_cluster].astype(np.int32),
             "share": shares[nz_user, nz_cluster].astype(np.float32),
+            "rank": ranks[nz_user, nz_cluster].astype(np.int16),
         }
     )
-    long["rank"] = (
-        long.sort_values(["user_id", "share", "cluster_id"], ascending=[True, False, True])
-        .groupby("user_id")
-        .cumcount()
-        .reindex(long.index)
-        .astype(np.int16)
-        + 1
-    )
-    long["cluster_label"] = label_of.reindex(long["cluster_id"]).to_numpy()
-    long = long.sort_values(["user_id", "rank"]).reset_index(drop=True)
 
     # Second segmentation: users on their preference vectors.
     overall = counts.sum(axis=0) / max(counts.sum(), 1)
-    elbow_table = elbow(shares, settings)
+    elbow_table = elbow(shares, replace(settings, elbow_sample=min(settings.elbow_sample, 20_000), n_init=1))
     k = int(elbow_table.loc[elbow_table["chosen"], "k"].iloc[0])
     model = KMeans(n_clusters=k, n_init=settings.n_init, random_state=settings.seed).fit(shares)
     labels = model.labels_
@@ -146,8 +144,8 @@ def link_preferences(
     seg = segments.set_index("user_id")[["segment_id", "segment_name"]].reindex(users)
     known = seg["segment_id"].notna().to_numpy()
     seg_codes, seg_ids = pd.factorize(seg.loc[known, "segment_id"].astype(int), sort=True)
-    seg_counts = np.zeros((len(seg_ids), len(clusters)))
-    np.add.at(seg_counts, seg_codes, counts[known])
+    known_counts = counts[known]
+    seg_counts = np.stack([known_counts[seg_codes == i].sum(axis=0) for i in range(len(seg_ids))])
     seg_shares = seg_counts / np.maximum(seg_counts.sum(axis=1, keepdims=True), 1)
     seg_names = seg.loc[known].drop_duplicates("segment_id").set_index("segment_id")["segment_name"]
     rows = []
@@ -172,8 +170,8 @@ def run_link_preferences(lake: Lake, ds: str, settings: SegmentSettings, *, run_
     lookup = np.full(int(order_ids.max(initial=0)) + 1, -1, dtype=np.int64)
     lookup[order_ids] = orders.column("user_id").to_numpy()
     line_orders = lines.column("order_id").to_numpy()
-    line_users = np.where(line_orders < len(lookup), lookup[np.minimum(line_orders, len(lookup) - 1)], -1)
-    keep = line_users >= 0
+    line_users = lookup[np.minimum(line_orders, len(lookup) - 1)]
+    keep = (line_orders < len(lookup)) & (line_users >= 0)
     product_clusters = lake.read_table("gold", "product_clusters", dates=[ds]).to_pandas()
     segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
     log.info("link_preferences ds=%s: %d order lines read (%.1f s)", ds, lines.num_rows, time.monotonic() - started)

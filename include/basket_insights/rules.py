@@ -167,7 +167,10 @@ def frequent_itemsets(
         pi, pj = pair_keys // n1, pair_keys % n1
         out.append(
             pd.DataFrame(
-                {"items": list(zip(frequent[pi].tolist(), frequent[pj].tolist(), strict=True)), "count": pair_counts[pair_keys]}
+                {
+                    "items": list(zip(frequent[pi].tolist(), frequent[pj].tolist(), strict=True)),
+                    "count": pair_counts[pair_keys],
+                }
             )
         )
         if max_len >= 3 and len(pair_keys):
@@ -177,7 +180,9 @@ def frequent_itemsets(
     result["itemsets"] = [frozenset(t) for t in result["items"]]
     result["length"] = [len(t) for t in result["items"]]
     result = result.sort_values(["length", "count"], ascending=[True, False], kind="stable").reset_index(drop=True)
-    log.debug("frequent_itemsets: %d itemsets from %d baskets in %.2f s", len(result), n_baskets, time.monotonic() - started)
+    log.debug(
+        "frequent_itemsets: %d itemsets from %d baskets in %.2f s", len(result), n_baskets, time.monotonic() - started
+    )
     return result[columns]
 
 
@@ -237,7 +242,9 @@ def _frequent_triples(
     to_item = frequent[sub]
     return pd.DataFrame(
         {
-            "items": list(zip(to_item[ca[hit]].tolist(), to_item[cb[hit]].tolist(), to_item[cc[hit]].tolist(), strict=True)),
+            "items": list(
+                zip(to_item[ca[hit]].tolist(), to_item[cb[hit]].tolist(), to_item[cc[hit]].tolist(), strict=True)
+            ),
             "count": counts[hit],
         }
     )
