@@ -7,6 +7,7 @@ behaviour features, one run per logical date `ds`.
 ```
 wait_for_drop ─> ingest_catalog ─┬───────────────────────────────────────> cluster_products ─┐
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
+                                                           └> mine_rules
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -20,6 +21,8 @@ wait_for_drop ─> ingest_catalog ─┬─────────────�
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
   skipped when the catalog has not changed: `gold/product_clusters`, `product_cluster_summary`.
+* **mine_rules** counts frequent itemsets (exact, vectorised) in the prior baskets `<= ds` and
+  derives association rules with mlxtend's metrics: `gold/frequent_itemsets`, `association_rules`.
 * **link_preferences** links both: each user's and each segment's product-cluster preferences,
   and a second customer segmentation on those preferences.
 
@@ -58,6 +61,8 @@ GOLD = {
         "user_product_preferences",
         "preference_segments",
         "segment_product_preferences",
+        "frequent_itemsets",
+        "association_rules",
     )
 }
 
@@ -161,12 +166,19 @@ def basket_insights() -> None:
 
         return run_link_preferences(_lake(), ds, SegmentSettings.from_settings(SETTINGS), run_id=run_id)
 
+    @task(outlets=[GOLD["frequent_itemsets"], GOLD["association_rules"]])
+    def mine_rules(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.rules import RuleSettings, run_mine_rules
+
+        return run_mine_rules(_lake(), ds, RuleSettings.from_settings(SETTINGS), run_id=run_id)
+
     drop = wait_for_drop()
     catalog = ingest_catalog()
     orders = ingest_orders()
     drop >> [catalog, orders]
     features = build_features()
-    [catalog, orders] >> ingest_order_products() >> features
+    order_lines = ingest_order_products()
+    [catalog, orders] >> order_lines >> [features, mine_rules()]
     [features >> segment_customers(), catalog >> cluster_products()] >> link_preferences()
 
 

@@ -90,6 +90,9 @@ class Settings:
     product_k / product_min_df:
         Number of product clusters, ``0`` for the elbow; TF-IDF minimum document frequency
         (``BASKET_PRODUCT_K``, ``BASKET_PRODUCT_MIN_DF``).
+    rules_*:
+        Association-rule thresholds (``BASKET_RULES_MIN_SUPPORT``, ``_MIN_COUNT``, ``_MIN_CONFIDENCE``,
+        ``_MIN_LIFT``) and the window of baskets in days, 0 for all (``BASKET_RULES_LAST_DAYS``).
     """
 
     lake_url: str = field(default_factory=default_lake_url)
@@ -106,6 +109,11 @@ class Settings:
     segment_sample_fraction: float = 1.0
     product_k: int = 0
     product_min_df: int = 3
+    rules_min_support: float = 0.001
+    rules_min_count: int = 10
+    rules_min_confidence: float = 0.1
+    rules_min_lift: float = 1.2
+    rules_last_days: int = 0
 
     def __post_init__(self) -> None:
         if "://" not in self.lake_url:
@@ -138,4 +146,9 @@ def load_settings() -> Settings:
         segment_sample_fraction=_env_float("BASKET_SEGMENT_SAMPLE_FRACTION", 1.0, 0.001, 1.0),
         product_k=_env_int("BASKET_PRODUCT_K", 0, 0, 1000),
         product_min_df=_env_int("BASKET_PRODUCT_MIN_DF", 3, 1, 1000),
+        rules_min_support=_env_float("BASKET_RULES_MIN_SUPPORT", 0.001, 1e-7, 1.0),
+        rules_min_count=_env_int("BASKET_RULES_MIN_COUNT", 10, 1, 10**9),
+        rules_min_confidence=_env_float("BASKET_RULES_MIN_CONFIDENCE", 0.1, 0.0, 1.0),
+        rules_min_lift=_env_float("BASKET_RULES_MIN_LIFT", 1.2, 0.0, 1e6),
+        rules_last_days=_env_int("BASKET_RULES_LAST_DAYS", 0, 0, 100_000),
     )

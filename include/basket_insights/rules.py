@@ -25,6 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from basket_insights.config import Settings
+from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -64,49 +69,73 @@ class Baskets:
         return cls(indptr, items)
 
 
-def _unique_basket_items(baskets: Baskets) -> tuple[np.ndarray, np.ndarray]:
-    """(basket row, item) for every distinct item of every basket."""
-    rows = np.repeat(np.arange(baskets.n_baskets, dtype=np.int64), np.diff(baskets.indptr))
-    items = np.asarray(baskets.items, dtype=np.int64)
-    if len(items) == 0:
-        return rows, items
-    n_items = int(items.max()) + 1
-    keys = rows * n_items + items
-    # items inside a basket are usually sorted already; sort to be safe, then drop repeats
-    if not (np.diff(keys) >= 0).all():
-        keys = np.sort(keys)
-    keep = np.r_[True, keys[1:] != keys[:-1]]
-    keys = keys[keep]
-    return keys // n_items, keys % n_items
+def _size_groups(codes: np.ndarray, indptr: np.ndarray, sentinel: int) -> dict[int, np.ndarray]:
+    """``{m: (baskets with m entries, m) matrix}``; each row sorted, repeats replaced by ``sentinel``.
 
-
-def _grouped_rows(rows: np.ndarray, codes: np.ndarray, n_baskets: int) -> dict[int, np.ndarray]:
-    """``{m: (baskets with m items, m) item matrix}`` from (row, code) pairs sorted by row."""
-    sizes = np.bincount(rows, minlength=n_baskets)
-    starts = np.zeros(n_baskets + 1, dtype=np.int64)
-    np.cumsum(sizes, out=starts[1:])
+    ``codes``/``indptr`` are CSR baskets. Baskets with fewer than 2 entries are left out.
+    """
+    sizes = np.diff(indptr)
     groups = {}
     for m in np.unique(sizes):
         if m < 2:
             continue
         which = np.flatnonzero(sizes == m)
-        index = starts[which][:, None] + np.arange(m)
-        groups[int(m)] = codes[index]
+        matrix = np.sort(codes[indptr[which][:, None] + np.arange(m)], axis=1)
+        repeat = np.zeros(matrix.shape, dtype=bool)
+        repeat[:, 1:] = matrix[:, 1:] == matrix[:, :-1]
+        matrix[repeat] = sentinel
+        groups[int(m)] = matrix
     return groups
 
 
-def _count_combinations(matrix: np.ndarray, r: int, n: int, key_filter: np.ndarray | None = None) -> np.ndarray:
-    """Counts of each sorted r-combination (r = 2) of items over the rows of ``matrix``; keys i*n+j."""
-    m = matrix.shape[1]
-    a, b = np.triu_indices(m, k=1)
-    counts = np.zeros(n * n, dtype=np.int64)
-    per_row = len(a)
-    step = max(1, _CHUNK_PAIRS // max(per_row, 1))
-    for start in range(0, len(matrix), step):
-        block = matrix[start : start + step]
-        keys = block[:, a] * n + block[:, b]
-        counts += np.bincount(keys.ravel(), minlength=n * n)
-    return counts
+def _compact(
+    groups: dict[int, np.ndarray], keep: np.ndarray, local: np.ndarray, sentinel: int
+) -> dict[int, np.ndarray]:
+    """Re-code every row with ``local`` (items not in ``keep`` become ``sentinel``), drop them, regroup by new size."""
+    out: dict[int, list[np.ndarray]] = {}
+    for matrix in groups.values():
+        if matrix.shape[1] < 3:
+            continue
+        valid = matrix < len(keep)
+        valid[valid] = keep[matrix[valid]]
+        sizes = valid.sum(axis=1)
+        rows = sizes >= 3  # only these can hold a triple: recode and sort just them
+        matrix, valid, sizes = matrix[rows], valid[rows], sizes[rows]
+        recoded = np.where(valid, local[np.minimum(matrix, len(local) - 1)], sentinel)
+        recoded.sort(axis=1)  # sentinel is the largest code: kept items come first, still ascending
+        for m in np.unique(sizes):
+            out.setdefault(int(m), []).append(recoded[sizes == m, :m])
+    return {m: np.concatenate(parts) for m, parts in out.items()}
+
+
+def _count_pairs(matrices: list[np.ndarray], width: int, threads: int = 2) -> np.ndarray:
+    """Counts of every pair ``(i, j)``, ``i < j``, over the rows of the row-sorted matrices: ``width²`` array.
+
+    Work is cut into blocks of about ``_CHUNK_PAIRS`` pair occurrences and spread over ``threads``
+    (numpy's fancy indexing and ``bincount`` release the GIL), each thread with its own counts.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    key_type = np.int32 if width * width < 2**31 else np.int64
+    blocks = []
+    for matrix in matrices:
+        a, b = np.triu_indices(matrix.shape[1], k=1)
+        step = max(1, _CHUNK_PAIRS // (2 * len(a)))
+        blocks += [(matrix[start : start + step], a, b) for start in range(0, len(matrix), step)]
+
+    def count(part: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        counts = np.zeros(width * width, dtype=np.int64)
+        for block, a, b in part:
+            block = block.astype(key_type)
+            keys = block[:, a]
+            keys *= width
+            keys += block[:, b]
+            counts += np.bincount(keys.ravel(), minlength=width * width)
+        return counts
+
+    parts = [blocks[i::threads] for i in range(threads)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return sum(pool.map(count, parts))
 
 
 def frequent_itemsets(
@@ -132,7 +161,7 @@ def frequent_itemsets(
     -------
     pandas.DataFrame
         mlxtend's format: ``support`` (float) and ``itemsets`` (``frozenset`` of item ids), plus
-        ``count`` (baskets) and ``length``; sorted by length, then support descending.
+        ``count`` (baskets) and ``length``; sorted by length, then count descending, then items.
     """
     if not 0 < min_support <= 1:
         raise ValueError(f"min_support must be in (0, 1], got {min_support}")
@@ -141,79 +170,91 @@ def frequent_itemsets(
     started = time.monotonic()
     n_baskets = baskets.n_baskets
     columns = ["support", "itemsets", "count", "length"]
-    if n_baskets == 0:
+    items = np.asarray(baskets.items)
+    if n_baskets == 0 or len(items) == 0:
         return pd.DataFrame({c: [] for c in columns})
+    if items.min() < 0:
+        raise ValueError("item ids must be >= 0")
     threshold = max(int(np.ceil(min_support * n_baskets - 1e-9)), int(min_count), 1)
-    rows, items = _unique_basket_items(baskets)
-    item_counts = np.bincount(items) if len(items) else np.zeros(0, dtype=np.int64)
-    frequent = np.flatnonzero(item_counts >= threshold)
-    frequent = frequent[np.argsort(-item_counts[frequent], kind="stable")]
-    out = [pd.DataFrame({"items": [(int(i),) for i in frequent], "count": item_counts[frequent]})]
-    n1 = len(frequent)
-    if max_len >= 2 and n1 >= 2:
-        code_of = np.full(len(item_counts), -1, dtype=np.int64)
-        code_of[frequent] = np.arange(n1)
-        codes = code_of[items]
-        keep = codes >= 0
-        rows_f, codes_f = rows[keep], codes[keep]
-        # within a basket, order codes ascending so pairs come out as (low, high)
-        order = np.lexsort((codes_f, rows_f))
-        rows_f, codes_f = rows_f[order], codes_f[order]
-        groups = _grouped_rows(rows_f, codes_f, n_baskets)
-        pair_counts = np.zeros(n1 * n1, dtype=np.int64)
-        for matrix in groups.values():
-            pair_counts += _count_combinations(matrix, 2, n1)
-        pair_keys = np.flatnonzero(pair_counts >= threshold)
-        pi, pj = pair_keys // n1, pair_keys % n1
+
+    # 1. Occurrences bound basket counts from above: items seen fewer times cannot be frequent.
+    occurrences = np.bincount(items)
+    candidates = np.flatnonzero(occurrences >= threshold)
+    n1 = len(candidates)
+    if n1 == 0:
+        return pd.DataFrame({c: [] for c in columns})
+    code_of = np.full(len(occurrences), n1, dtype=np.int32)  # n1 = "not a candidate"
+    code_of[candidates] = np.arange(n1, dtype=np.int32)
+    codes = code_of[items]
+    valid = codes < n1
+    # the new CSR offsets from the valid entries per basket (reduceat over non-empty baskets only)
+    per_basket = np.zeros(n_baskets, dtype=np.int64)
+    nonempty = np.flatnonzero(np.diff(baskets.indptr) > 0)
+    per_basket[nonempty] = np.add.reduceat(valid.view(np.int8), baskets.indptr[nonempty], dtype=np.int64)
+    indptr = np.zeros(n_baskets + 1, dtype=np.int64)
+    np.cumsum(per_basket, out=indptr[1:])
+    codes = codes[valid]
+
+    # 2. Exact item and pair counts from row-sorted, de-duplicated size groups.
+    groups = _size_groups(codes, indptr, sentinel=n1)
+    singles = codes[indptr[np.flatnonzero(np.diff(indptr) == 1)]]
+    item_counts = np.bincount(singles, minlength=n1 + 1)
+    width = n1 + 1
+    for matrix in groups.values():
+        item_counts += np.bincount(matrix.ravel(), minlength=width)
+    pair_counts = _count_pairs(list(groups.values()), width) if max_len >= 2 else None
+    item_counts = item_counts[:n1]
+    frequent_items = np.flatnonzero(item_counts >= threshold)
+    out = [
+        pd.DataFrame({"items": [(int(candidates[i]),) for i in frequent_items], "count": item_counts[frequent_items]})
+    ]
+
+    if pair_counts is not None:
+        pair_counts = pair_counts.reshape(width, width)[:n1, :n1]
+        pi, pj = np.nonzero(pair_counts >= threshold)
         out.append(
             pd.DataFrame(
                 {
-                    "items": list(zip(frequent[pi].tolist(), frequent[pj].tolist(), strict=True)),
-                    "count": pair_counts[pair_keys],
+                    "items": list(zip(candidates[pi].tolist(), candidates[pj].tolist(), strict=True)),
+                    "count": pair_counts[pi, pj],
                 }
             )
         )
-        if max_len >= 3 and len(pair_keys):
-            out.append(_frequent_triples(rows_f, codes_f, pair_keys, n1, frequent, threshold, n_baskets))
+        if max_len >= 3 and len(pi):
+            out.append(_frequent_triples(groups, pi, pj, n1, candidates, threshold))
     result = pd.concat(out, ignore_index=True)
     result["support"] = result["count"] / n_baskets
     result["itemsets"] = [frozenset(t) for t in result["items"]]
     result["length"] = [len(t) for t in result["items"]]
-    result = result.sort_values(["length", "count"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    result = result.sort_values(["length", "count", "items"], ascending=[True, False, True], kind="stable")
     log.debug(
         "frequent_itemsets: %d itemsets from %d baskets in %.2f s", len(result), n_baskets, time.monotonic() - started
     )
-    return result[columns]
+    return result[columns].reset_index(drop=True)
 
 
 def _frequent_triples(
-    rows: np.ndarray,
-    codes: np.ndarray,
-    pair_keys: np.ndarray,
+    groups: dict[int, np.ndarray],
+    pi: np.ndarray,
+    pj: np.ndarray,
     n1: int,
-    frequent: np.ndarray,
+    candidates: np.ndarray,
     threshold: int,
-    n_baskets: int,
 ) -> pd.DataFrame:
-    """Exact counts of triples whose three sub-pairs are frequent (Apriori candidates)."""
+    """Exact counts of the triples whose three sub-pairs are frequent (Apriori candidates)."""
     in_pair = np.zeros(n1, dtype=bool)
-    in_pair[pair_keys // n1] = True
-    in_pair[pair_keys % n1] = True
-    keep = in_pair[codes]
-    rows, codes = rows[keep], codes[keep]
-    # re-number the items that occur in frequent pairs, keeping order
-    sub = np.flatnonzero(in_pair)
+    in_pair[pi] = True
+    in_pair[pj] = True
+    sub = np.flatnonzero(in_pair)  # codes of items in some frequent pair, ascending
     n2 = len(sub)
-    local = np.full(n1, -1, dtype=np.int64)
+    local = np.full(n1, n2, dtype=np.int64)
     local[sub] = np.arange(n2)
-    codes = local[codes]
-    frequent_pair = np.zeros((n2, n2), dtype=bool)
-    frequent_pair[local[pair_keys // n1], local[pair_keys % n1]] = True
-    # candidate triples (a < b < c with ab, ac, bc frequent), as sorted int64 keys
-    a_idx, b_idx = np.nonzero(frequent_pair)
+    frequent_pair = np.zeros((n2 + 1, n2 + 1), dtype=bool)
+    frequent_pair[local[pi], local[pj]] = True
+    # candidates a < b < c with ab, ac, bc frequent, as sorted keys
     cand_a, cand_b, cand_c = [], [], []
-    for a, b in zip(a_idx.tolist(), b_idx.tolist(), strict=True):
-        cs = np.flatnonzero(frequent_pair[a] & frequent_pair[b])
+    for a, b in zip(*np.nonzero(frequent_pair[:n2, :n2]), strict=True):
+        cs = np.flatnonzero(frequent_pair[a, :n2] & frequent_pair[b, :n2])
         cs = cs[cs > b]
         if len(cs):
             cand_a.append(np.full(len(cs), a))
@@ -222,24 +263,19 @@ def _frequent_triples(
     if not cand_a:
         return pd.DataFrame({"items": [], "count": []})
     ca, cb, cc = np.concatenate(cand_a), np.concatenate(cand_b), np.concatenate(cand_c)
-    cand_keys = (ca * n2 + cb) * n2 + cc  # sorted because a, b, c are generated in order
+    cand_keys = (ca * n2 + cb) * n2 + cc  # ascending: generated in (a, b, c) order
     counts = np.zeros(len(cand_keys), dtype=np.int64)
-    groups = _grouped_rows(rows, codes, n_baskets)
-    for m, matrix in groups.items():
-        if m < 3:
-            continue
+    for m, matrix in _compact(groups, in_pair, local, sentinel=n2).items():
         ia, ib, ic = (np.array(x) for x in zip(*_triples(m), strict=True))
-        per_row = len(ia)
-        step = max(1, _CHUNK_PAIRS // max(per_row, 1))
+        step = max(1, _CHUNK_PAIRS // len(ia))
         for start in range(0, len(matrix), step):
             block = matrix[start : start + step]
             a, b, c = block[:, ia].ravel(), block[:, ib].ravel(), block[:, ic].ravel()
             ok = frequent_pair[a, b] & frequent_pair[a, c] & frequent_pair[b, c]
-            keys = ((a[ok] * n2 + b[ok]) * n2 + c[ok]).astype(np.int64)
-            pos = np.searchsorted(cand_keys, keys)
-            counts += np.bincount(pos, minlength=len(cand_keys))
+            keys = (a[ok] * n2 + b[ok]) * n2 + c[ok]
+            counts += np.bincount(np.searchsorted(cand_keys, keys), minlength=len(cand_keys))
     hit = counts >= threshold
-    to_item = frequent[sub]
+    to_item = candidates[sub]
     return pd.DataFrame(
         {
             "items": list(
@@ -252,3 +288,151 @@ def _frequent_triples(
 
 def _triples(m: int) -> list[tuple[int, int, int]]:
     return [(a, b, c) for a in range(m) for b in range(a + 1, m) for c in range(b + 1, m)]
+
+
+def synthetic_workload(
+    n_baskets: int = 3_214_874, n_items: int = 49_677, mean_size: float = 10.3, seed: int = 0, exponent: float = 1.0
+) -> Baskets:
+    """A basket workload of Instacart's size: negative-binomial basket sizes, Zipf-like item popularity.
+
+    Items are drawn independently (weight ∝ 1/(rank + 25)^exponent); repeats inside a basket are kept
+    (the engine counts each item once per basket).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = 1 + rng.negative_binomial(2, 2.0 / (2.0 + mean_size - 1.0), size=n_baskets)
+    weights = 1.0 / (np.arange(n_items) + 25.0) ** exponent
+    cdf = np.cumsum(weights / weights.sum())
+    items = np.searchsorted(cdf, rng.random(int(sizes.sum())) * cdf[-1]).astype(np.int32)
+    np.clip(items, 0, n_items - 1, out=items)
+    indptr = np.zeros(n_baskets + 1, dtype=np.int64)
+    np.cumsum(sizes, out=indptr[1:])
+    return Baskets(indptr, items)
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Mining thresholds. Defaults chosen on the full-scale feed (docs/rules.md)."""
+
+    min_support: float = 0.001
+    min_count: int = 10
+    max_len: int = 3
+    min_confidence: float = 0.1
+    min_lift: float = 1.2
+    last_days: int = 0  # 0: every prior order up to ds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuleSettings:
+        return cls(
+            min_support=settings.rules_min_support,
+            min_count=settings.rules_min_count,
+            min_confidence=settings.rules_min_confidence,
+            min_lift=settings.rules_min_lift,
+            last_days=settings.rules_last_days,
+        )
+
+
+def association_rules(itemsets: pd.DataFrame, n_baskets: int, settings: RuleSettings) -> pd.DataFrame:
+    """Rules ``antecedents -> consequents`` with mlxtend's metrics, filtered by confidence and lift.
+
+    ``itemsets`` is the output of :func:`frequent_itemsets` (mlxtend's format).
+    """
+    from mlxtend.frequent_patterns import association_rules as mlxtend_rules
+
+    metric_columns = [
+        "antecedent support",
+        "consequent support",
+        "support",
+        "confidence",
+        "lift",
+        "leverage",
+        "conviction",
+    ]
+    if len(itemsets) == 0 or (itemsets["length"] > 1).sum() == 0:
+        return pd.DataFrame(columns=["antecedents", "consequents", *metric_columns])
+    rules = mlxtend_rules(
+        itemsets[["support", "itemsets"]],
+        num_itemsets=n_baskets,
+        metric="confidence",
+        min_threshold=settings.min_confidence,
+        return_metrics=metric_columns,
+    )
+    rules = rules[rules["lift"] >= settings.min_lift]
+    rules = rules.sort_values(["lift", "confidence"], ascending=False, kind="stable").reset_index(drop=True)
+    return rules[["antecedents", "consequents", *metric_columns]]
+
+
+def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> tuple[Baskets, np.ndarray]:
+    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids.
+
+    Returns the baskets and the order id of each basket.
+    """
+    from datetime import date, timedelta
+
+    dates = lake.partitions("bronze", "orders", up_to=ds)
+    if last_days:
+        first = (date.fromisoformat(ds) - timedelta(days=last_days - 1)).isoformat()
+        dates = [d for d in dates if d >= first]
+    orders = lake.read_table("bronze", "orders", dates=dates, columns=["order_id", "eval_set"])
+    prior = orders.filter(pc.equal(orders.column("eval_set"), "prior")).column("order_id")
+    lines = lake.read_table("bronze", "order_products", dates=dates, columns=["order_id", "product_id"])
+    lines = lines.filter(pc.is_in(lines.column("order_id"), value_set=prior.combine_chunks()))
+    baskets = Baskets.from_pairs(lines.column("order_id").to_numpy(), lines.column("product_id").to_numpy())
+    order_ids = np.unique(lines.column("order_id").to_numpy())
+    return baskets, order_ids
+
+
+def _named(ids: frozenset, names: pd.Series) -> list[str]:
+    return [str(names.get(i, f"product {i}")) for i in sorted(ids)]
+
+
+def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str = "") -> dict:
+    """Mine ``frequent_itemsets`` and ``association_rules`` (with product names) for ``ds``."""
+    from basket_insights.ingest import catalog_as_of
+
+    started = time.monotonic()
+    baskets, _ = baskets_as_of(lake, ds, settings.last_days)
+    log.info("mine_rules ds=%s: %d baskets, %d lines read (%.1f s)", ds, baskets.n_baskets, len(baskets.items),
+             time.monotonic() - started)  # fmt: skip
+    counted = time.monotonic()
+    itemsets = frequent_itemsets(baskets, settings.min_support, settings.max_len, settings.min_count)
+    log.info("mine_rules ds=%s: %d frequent itemsets (min support %g, min count %d) counted in %.1f s", ds,
+             len(itemsets), settings.min_support, settings.min_count, time.monotonic() - counted)  # fmt: skip
+    rules = association_rules(itemsets, baskets.n_baskets, settings)
+    when = catalog_as_of(lake, ds)["products"]
+    names = (
+        lake.read_table("bronze", "products", dates=[when], columns=["product_id", "product_name"])
+        .to_pandas()
+        .set_index("product_id")["product_name"]
+        if when
+        else pd.Series(dtype=object)
+    )
+    itemset_table = pd.DataFrame(
+        {
+            "items": [sorted(s) for s in itemsets["itemsets"]],
+            "item_names": [_named(s, names) for s in itemsets["itemsets"]],
+            "length": itemsets["length"].astype(np.int8),
+            "count": itemsets["count"].astype(np.int64),
+            "support": itemsets["support"].astype(float),
+        }
+    )
+    rule_table = pd.DataFrame(
+        {
+            "antecedents": [sorted(s) for s in rules["antecedents"]],
+            "consequents": [sorted(s) for s in rules["consequents"]],
+            "antecedent_names": [_named(s, names) for s in rules["antecedents"]],
+            "consequent_names": [_named(s, names) for s in rules["consequents"]],
+            **{c.replace(" ", "_"): rules[c].astype(float).to_numpy() for c in rules.columns[2:]},
+        }
+    )
+    extra = {"baskets": baskets.n_baskets, "settings": settings.__dict__}
+    lake.write_table("gold", "frequent_itemsets", ds, pa.Table.from_pandas(itemset_table, preserve_index=False),
+                     run_id=run_id, extra=extra)  # fmt: skip
+    lake.write_table("gold", "association_rules", ds, pa.Table.from_pandas(rule_table, preserve_index=False),
+                     run_id=run_id, extra=extra)  # fmt: skip
+    top = rule_table.head(3)
+    log.info("mine_rules ds=%s: %d rules (confidence >= %g, lift >= %g); top: %s (%.1f s)", ds, len(rule_table),
+             settings.min_confidence, settings.min_lift,
+             [f"{a} -> {c} (lift {lift:.1f})" for a, c, lift in
+              zip(top["antecedent_names"], top["consequent_names"], top["lift"], strict=True)],
+             time.monotonic() - started)  # fmt: skip
+    return {"baskets": baskets.n_baskets, "itemsets": len(itemset_table), "rules": len(rule_table)}
