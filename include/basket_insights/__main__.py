@@ -91,6 +91,19 @@ def cmd_bench(args: argparse.Namespace) -> dict:
     return {"lake": args.lake, "ds": args.ds, "tasks": rows}
 
 
+def cmd_bench_rules(args: argparse.Namespace) -> list:
+    from basket_insights.bench import RULE_TOOLS, bench_rules, format_rules_table
+
+    tools = tuple(args.tools.split(",")) if args.tools else RULE_TOOLS
+    rows = bench_rules(args.baskets, args.items, args.min_support, args.max_len, args.runs, args.timeout, tools)
+    print(format_rules_table(rows), file=sys.stderr)
+    if args.json:
+        keys = ("tool", "seconds", "peak_mb", "n_itemsets", "agrees", "error")
+        with open(args.json, "w") as f:
+            json.dump([{k: r.get(k) for k in keys} for r in rows], f, indent=2)
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m basket_insights", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -128,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--runs", type=_positive, default=3)
     bt.add_argument("--tasks", default="segment_customers,cluster_products,link_preferences")
     bt.set_defaults(func=cmd_bench)
+    br = bench_sub.add_parser("rules", help="frequent itemsets: ours against pyfim and mlxtend on one workload")
+    br.add_argument("--baskets", type=_positive, default=3_214_874)
+    br.add_argument("--items", type=_positive, default=49_677)
+    br.add_argument("--min-support", type=float, default=0.001)
+    br.add_argument("--max-len", type=int, default=3, choices=[1, 2, 3])
+    br.add_argument("--runs", type=_positive, default=3)
+    br.add_argument("--timeout", type=float, default=300.0, help="seconds per tool run")
+    br.add_argument("--tools", default=None, help="comma-separated subset of the tools")
+    br.add_argument("--json", default=None, help="also write the table as JSON here")
+    br.set_defaults(func=cmd_bench_rules)
     return parser
 
 

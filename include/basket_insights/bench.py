@@ -94,3 +94,133 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{', '.join(f'{s:.1f}' for s in r['all_seconds'])} |"
         )
     return "\n".join(lines)
+
+
+# -- frequent itemsets: ours against pyfim and mlxtend -----------------------------------------
+
+RULE_TOOLS = ("ours", "pyfim_apriori", "pyfim_eclat", "pyfim_fpgrowth", "mlxtend_fpgrowth", "mlxtend_apriori")
+
+_RULES_RUNNER = textwrap.dedent(
+    """
+    import json, os, resource, sys, threading, time
+    import numpy as np
+    tool, n_baskets, n_items, min_support, max_len, mem_limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
+        float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
+    from basket_insights.rules import Baskets, frequent_itemsets, synthetic_workload
+    work = synthetic_workload(n_baskets=n_baskets, n_items=n_items)
+    threshold = max(int(np.ceil(min_support * n_baskets - 1e-9)), 1)
+    # inputs each tool takes, built before the clock starts
+    if tool.startswith("pyfim"):
+        import fim
+        flat = work.items.tolist()
+        data = [flat[work.indptr[i]:work.indptr[i + 1]] for i in range(work.n_baskets)]
+        del flat
+    elif tool.startswith("mlxtend"):
+        import pandas as pd, scipy.sparse as sp
+        rows = np.repeat(np.arange(work.n_baskets), np.diff(work.indptr))
+        matrix = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, work.items)), shape=(work.n_baskets, n_items))
+        data = pd.DataFrame.sparse.from_spmatrix(matrix)
+    page = os.sysconf("SC_PAGE_SIZE")
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+    base = peak = rss()
+    running = True
+    def sample():
+        global peak
+        while running:
+            peak = max(peak, rss())
+            time.sleep(0.005)
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    if tool == "ours":
+        found = frequent_itemsets(work, min_support, max_len)
+        result = [(tuple(sorted(s)), int(c)) for s, c in zip(found["itemsets"], found["count"])]
+    elif tool.startswith("pyfim"):
+        fn = getattr(fim, tool.split("_", 1)[1])
+        result = [(tuple(sorted(s)), int(c)) for s, c in fn(data, supp=-threshold, zmax=max_len, report="a")]
+    else:
+        from mlxtend.frequent_patterns import apriori, fpgrowth
+        fn = fpgrowth if tool == "mlxtend_fpgrowth" else apriori
+        found = fn(data, min_support=min_support, max_len=max_len)
+        result = [(tuple(sorted(int(i) for i in s)), int(round(v * n_baskets)))
+                  for s, v in zip(found["itemsets"], found["support"])]
+    seconds = time.perf_counter() - started
+    running = False
+    watcher.join()
+    peak = max(peak, rss())
+    print(json.dumps({"seconds": seconds, "peak_mb": (peak - base) / 2**20, "itemsets": sorted(result)}))
+    """
+)
+
+
+def _run_rule_tool(tool: str, baskets: int, items: int, min_support: float, max_len: int, timeout: float,
+                   mem_limit: int) -> dict[str, Any]:  # fmt: skip
+    code = _RULES_RUNNER
+    args = [str(a) for a in (tool, baskets, items, min_support, max_len, mem_limit)]
+    try:
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return {"error": last[:300]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_rules(
+    baskets: int = 3_214_874,
+    items: int = 49_677,
+    min_support: float = 0.001,
+    max_len: int = 3,
+    runs: int = 3,
+    timeout: float = 300.0,
+    tools: tuple[str, ...] = RULE_TOOLS,
+    mem_limit_gb: float = 16.0,
+) -> list[dict[str, Any]]:
+    """Time each tool on the same synthetic workload (fresh process per run; median seconds).
+
+    Each row: ``tool, seconds, peak_mb, n_itemsets, agrees, error``. ``agrees`` compares the
+    itemsets and their basket counts with ours. A tool that fails or times out once is not run again.
+    """
+    rows: list[dict[str, Any]] = []
+    reference: list | None = None
+    for tool in tools:
+        results = []
+        for _ in range(runs if tool == "ours" or not tool.startswith("mlxtend") else 1):
+            result = _run_rule_tool(tool, baskets, items, min_support, max_len, timeout, int(mem_limit_gb * 2**30))
+            results.append(result)
+            if "error" in result:
+                break
+        ok = [r for r in results if "error" not in r]
+        if not ok:
+            rows.append({"tool": tool, "seconds": None, "peak_mb": None, "n_itemsets": None, "agrees": None,
+                         "error": results[-1]["error"]})  # fmt: skip
+            continue
+        found = [tuple((tuple(s), c) for s, c in r["itemsets"]) for r in ok]
+        if tool == "ours":
+            reference = found[0]
+        rows.append(
+            {
+                "tool": tool,
+                "seconds": statistics.median(r["seconds"] for r in ok),
+                "peak_mb": statistics.median(r["peak_mb"] for r in ok),
+                "n_itemsets": len(found[0]),
+                "agrees": reference is not None and found[0] == reference,
+                "error": None,
+                "runs": [round(r["seconds"], 2) for r in ok],
+            }
+        )
+    return rows
+
+
+def format_rules_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| tool | median s | peak MB | itemsets | agrees with ours | error |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        secs = f"{r['seconds']:.2f}" if r["seconds"] is not None else "—"
+        peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "—"
+        lines.append(f"| {r['tool']} | {secs} | {peak} | {r['n_itemsets'] if r['n_itemsets'] is not None else '—'} | "
+                     f"{'—' if r['agrees'] is None else r['agrees']} | {r['error'] or ''} |")  # fmt: skip
+    return "\n".join(lines)
