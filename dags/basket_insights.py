@@ -5,9 +5,10 @@ Turns the Instacart-shaped daily order feed into validated, typed tables and per
 behaviour features, one run per logical date `ds`.
 
 ```
-wait_for_drop ─> ingest_catalog ─┬───────────────────────────────────────> cluster_products ─┐
+wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
-                                                           └> mine_rules
+                                                          └> mine_rules
+mine_rules + link_preferences ─> recommend[shard 0..n-1] ─> collect_recommendations ─> evaluate
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -23,6 +24,11 @@ wait_for_drop ─> ingest_catalog ─┬─────────────�
   skipped when the catalog has not changed: `gold/product_clusters`, `product_cluster_summary`.
 * **mine_rules** counts frequent itemsets (exact, vectorised) in the prior baskets `<= ds` and
   derives association rules with mlxtend's metrics: `gold/frequent_itemsets`, `association_rules`.
+* **recommend** (mapped over `BASKET_RECOMMEND_SHARDS` user shards) scores rule consequents of
+  each user's recent purchases, blended with a popularity prior and the user's cluster preferences,
+  with segment-popular products as the fallback; **collect_recommendations** publishes
+  `gold/recommendations`; **evaluate** measures hit rate, precision, recall and coverage on a
+  temporal hold-out against global and segment popularity: `gold/evaluation`.
 * **link_preferences** links both: each user's and each segment's product-cluster preferences,
   and a second customer segmentation on those preferences.
 
@@ -63,6 +69,8 @@ GOLD = {
         "segment_product_preferences",
         "frequent_itemsets",
         "association_rules",
+        "recommendations",
+        "evaluation",
     )
 }
 
@@ -172,14 +180,43 @@ def basket_insights() -> None:
 
         return run_mine_rules(_lake(), ds, RuleSettings.from_settings(SETTINGS), run_id=run_id)
 
+    @task
+    def recommend(shard: int, ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.recommend import RecommendSettings, run_recommend
+
+        return run_recommend(_lake(), ds, RecommendSettings.from_settings(SETTINGS), shard, run_id=run_id)
+
+    @task(outlets=[GOLD["recommendations"]])
+    def collect_recommendations(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.recommend import run_collect_recommendations
+
+        return run_collect_recommendations(_lake(), ds, SETTINGS.recommend_shards, run_id=run_id)
+
+    @task(outlets=[GOLD["evaluation"]])
+    def evaluate(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.recommend import RecommendSettings, run_evaluate
+        from basket_insights.rules import RuleSettings
+
+        return run_evaluate(
+            _lake(),
+            ds,
+            RuleSettings.from_settings(SETTINGS),
+            RecommendSettings.from_settings(SETTINGS),
+            run_id=run_id,
+        )
+
     drop = wait_for_drop()
     catalog = ingest_catalog()
     orders = ingest_orders()
     drop >> [catalog, orders]
     features = build_features()
     order_lines = ingest_order_products()
-    [catalog, orders] >> order_lines >> [features, mine_rules()]
-    [features >> segment_customers(), catalog >> cluster_products()] >> link_preferences()
+    rules = mine_rules()
+    [catalog, orders] >> order_lines >> [features, rules]
+    preferences = link_preferences()
+    [features >> segment_customers(), catalog >> cluster_products()] >> preferences
+    shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
+    [rules, preferences] >> shards >> collect_recommendations() >> evaluate()
 
 
 basket_insights()

@@ -91,6 +91,36 @@ def cmd_bench(args: argparse.Namespace) -> dict:
     return {"lake": args.lake, "ds": args.ds, "tasks": rows}
 
 
+def cmd_recommend(args: argparse.Namespace) -> dict:
+    """One user's recent purchases and recommendations with reasons."""
+    lake = _lake(args)
+    recs = lake.read_table("gold", "recommendations", dates=[args.ds]).to_pandas()
+    mine = recs[recs["user_id"] == args.user_id].sort_values("rank")
+    if mine.empty:
+        raise ValueError(f"user {args.user_id} has no recommendations on {args.ds}")
+    from basket_insights.recommend import load_history, product_names
+
+    history = load_history(lake, args.ds).lines
+    history = history[history["user_id"] == args.user_id]
+    last = history["order_number"].max()
+    names = product_names(lake, args.ds)
+    recent = history[history["order_number"] > last - 3]
+    print(f"user {args.user_id} on {args.ds}: recent purchases (last 3 orders)")
+    for number, group in recent.groupby("order_number"):
+        print(f"  order #{number}: " + ", ".join(str(names.get(p, p)) for p in group["product_id"]))
+    print("recommendations:")
+    for row in mine.itertuples():
+        print(f"  {row.rank:2d}. {row.product_name}  [{row.source}, score {row.score:.3f}]  {row.reason}")
+    return {"user_id": args.user_id, "ds": args.ds, "recommendations": len(mine)}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict:
+    lake = _lake(args)
+    table = lake.read_table("gold", "evaluation", dates=[args.ds]).to_pandas()
+    print(table.drop(columns=["ds"]).to_string(index=False), file=sys.stderr)
+    return {"ds": args.ds, "evaluation": table.drop(columns=["ds"]).to_dict("records")}
+
+
 def cmd_bench_rules(args: argparse.Namespace) -> list:
     from basket_insights.bench import RULE_TOOLS, bench_rules, format_rules_table
 
@@ -132,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     lake_options(s)
     s.add_argument("--ds", type=_iso_date, required=True)
     s.set_defaults(func=cmd_summary)
+
+    rc = sub.add_parser("recommend", help="one user's recent purchases and recommendations with reasons")
+    lake_options(rc)
+    rc.add_argument("--ds", type=_iso_date, required=True)
+    rc.add_argument("--user-id", type=int, required=True)
+    rc.set_defaults(func=cmd_recommend)
+
+    ev = sub.add_parser("evaluate", help="the offline evaluation of a date against the baselines")
+    lake_options(ev)
+    ev.add_argument("--ds", type=_iso_date, required=True)
+    ev.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmarks")
     bench_sub = b.add_subparsers(dest="bench", required=True)

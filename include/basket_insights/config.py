@@ -93,6 +93,9 @@ class Settings:
     rules_*:
         Association-rule thresholds (``BASKET_RULES_MIN_SUPPORT``, ``_MIN_COUNT``, ``_MIN_CONFIDENCE``,
         ``_MIN_LIFT``) and the window of baskets in days, 0 for all (``BASKET_RULES_LAST_DAYS``).
+    recommend_*:
+        Recommendations per user, recent orders whose products fire rules, and user shards of the
+        mapped ``recommend`` task (``BASKET_RECOMMEND_K``, ``_RECENT_ORDERS``, ``_SHARDS``).
     """
 
     lake_url: str = field(default_factory=default_lake_url)
@@ -114,6 +117,9 @@ class Settings:
     rules_min_confidence: float = 0.1
     rules_min_lift: float = 1.2
     rules_last_days: int = 0
+    recommend_k: int = 10
+    recommend_recent_orders: int = 3
+    recommend_shards: int = 1
 
     def __post_init__(self) -> None:
         if "://" not in self.lake_url:
@@ -151,4 +157,7 @@ def load_settings() -> Settings:
         rules_min_confidence=_env_float("BASKET_RULES_MIN_CONFIDENCE", 0.1, 0.0, 1.0),
         rules_min_lift=_env_float("BASKET_RULES_MIN_LIFT", 1.2, 0.0, 1e6),
         rules_last_days=_env_int("BASKET_RULES_LAST_DAYS", 0, 0, 100_000),
+        recommend_k=_env_int("BASKET_RECOMMEND_K", 10, 1, 1000),
+        recommend_recent_orders=_env_int("BASKET_RECOMMEND_RECENT_ORDERS", 3, 1, 100),
+        recommend_shards=_env_int("BASKET_RECOMMEND_SHARDS", 1, 1, 256),
     )
