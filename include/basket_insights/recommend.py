@@ -161,15 +161,17 @@ def recommend(
 
     user_ids = np.unique(lines["user_id"].to_numpy())
     if use_segments:
-        seg = segments.set_index("user_id")[["segment_id", "segment_name"]].reindex(user_ids)
+        # what a segment buys comes from all its members, whichever users are being scored
+        everyone = history.lines
+        seg = segments.set_index("user_id")[["segment_id", "segment_name"]].reindex(np.unique(everyone["user_id"]))
         seg["segment_id"] = seg["segment_id"].fillna(-1).astype(np.int64)
         seg["segment_name"] = seg["segment_name"].fillna("all customers")
-        seg_of_line = seg["segment_id"].reindex(lines["user_id"].to_numpy()).to_numpy()
+        seg_of_line = seg["segment_id"].reindex(everyone["user_id"].to_numpy()).to_numpy()
         per_basket = pd.DataFrame(
             {
                 "segment_id": seg_of_line,
-                "order_id": lines["order_id"].to_numpy(),
-                "product_id": lines["product_id"].to_numpy(),
+                "order_id": everyone["order_id"].to_numpy(),
+                "product_id": everyone["product_id"].to_numpy(),
             }
         ).drop_duplicates(["order_id", "product_id"])
         seg_baskets = per_basket.drop_duplicates("order_id")["segment_id"].value_counts()
@@ -177,7 +179,8 @@ def recommend(
         top["share"] = top["n"] / top["segment_id"].map(seg_baskets)
         top = top.sort_values(["segment_id", "share", "product_id"], ascending=[True, False, True])
         top = top.groupby("segment_id").head(settings.segment_candidates)
-        pairs = seg.reset_index(names="user_id")[["user_id", "segment_id", "segment_name"]].merge(top, on="segment_id")
+        scored = seg.loc[user_ids].reset_index(names="user_id")
+        pairs = scored[["user_id", "segment_id", "segment_name"]].merge(top, on="segment_id")
         pairs = pairs[~_in(bought_keys, pairs["user_id"], pairs["product_id"])]
         candidates.append(
             pd.DataFrame(
