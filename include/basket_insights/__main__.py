@@ -80,6 +80,18 @@ def cmd_summary(args: argparse.Namespace) -> dict:
     out["rows_quarantined"] = quarantined
     out["users_with_features"] = out["tables"]["silver/user_features"]["rows"]
     out["validation"] = lake.display(lake.table_path("validation", "orders"))
+    for table in ("customer_segments", "product_clusters", "association_rules", "recommendations", "evaluation"):
+        manifest = lake.manifest("gold", table, args.ds)
+        out["tables"][f"gold/{table}"] = {
+            "rows": manifest.rows if manifest else 0,
+            "partition": lake.display(lake.partition("gold", table, args.ds)) if manifest else None,
+        }
+    if lake.manifest("gold", "segment_profiles", args.ds):
+        profiles = lake.read_table("gold", "segment_profiles", dates=[args.ds]).to_pandas()
+        out["segments"] = dict(zip(profiles["segment_name"], profiles["size"].astype(int), strict=True))
+    if lake.manifest("gold", "evaluation", args.ds):
+        evaluation = lake.read_table("gold", "evaluation", dates=[args.ds]).to_pandas()
+        out["hit_rate_at_10"] = dict(zip(evaluation["method"], evaluation["hit_rate"].round(4), strict=True))
     return out
 
 
@@ -205,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
     return 0
 
 
