@@ -32,6 +32,19 @@ STEPS: dict[str, str] = {
         "from basket_insights.preferences import run_link_preferences as f; "
         "out = f(lake, ds, SegmentSettings.from_settings(settings))"
     ),
+    "mine_rules": (
+        "from basket_insights.rules import RuleSettings, run_mine_rules as f; "
+        "out = f(lake, ds, RuleSettings.from_settings(settings))"
+    ),
+    "recommend": (
+        "from basket_insights.recommend import RecommendSettings, run_recommend as f; "
+        "out = f(lake, ds, RecommendSettings.from_settings(settings), 0)"
+    ),
+    "evaluate": (
+        "from basket_insights.recommend import RecommendSettings, run_evaluate as f; "
+        "from basket_insights.rules import RuleSettings; "
+        "out = f(lake, ds, RuleSettings.from_settings(settings), RecommendSettings.from_settings(settings))"
+    ),
 }
 
 _RUNNER = textwrap.dedent(

@@ -57,17 +57,24 @@ class History:
 
     @property
     def n_baskets(self) -> int:
-        return int(self.lines["order_id"].nunique())
+        return int(pd.unique(self.lines["order_id"].to_numpy()).size)
 
 
 def _keys(users: np.ndarray, products: np.ndarray) -> np.ndarray:
     return users.astype(np.int64) << 32 | products.astype(np.int64)
 
 
-def product_support(history: History) -> pd.Series:
-    """Share of baskets holding each product."""
-    pairs = history.lines.drop_duplicates(["order_id", "product_id"])
-    return pairs["product_id"].value_counts() / max(history.n_baskets, 1)
+class _KeySet:
+    """Membership of (user, product) keys by binary search in a sorted array (no hash table of 37M keys)."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self.sorted = np.sort(keys)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        if len(self.sorted) == 0:
+            return np.zeros(len(keys), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        return self.sorted[pos] == keys
 
 
 def recommend(
@@ -81,15 +88,17 @@ def recommend(
     users: np.ndarray | None = None,
     use_rules: bool = True,
     use_segments: bool = True,
+    with_reasons: bool = True,
 ) -> pd.DataFrame:
     """Top-k recommendations per user (see the module docstring).
 
     Parameters
     ----------
     history:
-        Every order line up to the date (defines recent purchases, what was bought, popularity).
+        Every order line up to the date (recent purchases, what was bought, popularity); lines are
+        unique per (order, product), as bronze guarantees.
     rules:
-        ``antecedents`` and ``consequents`` (lists of product ids), ``support``, ``confidence``, ``lift``,
+        ``antecedents`` and ``consequents`` (lists of product ids), ``confidence``, ``lift``,
         ``antecedent_support``.
     segments:
         ``user_id, segment_id, segment_name``.
@@ -98,9 +107,12 @@ def recommend(
     preferences, product_clusters:
         ``user_id, cluster_id, share`` and ``product_id, cluster_id`` (optional).
     users:
-        Recommend for these users only (default: every user in ``history``).
+        Recommend for these users only (default: every user in ``history``). Popularity and what a
+        segment buys always come from every user, so shards of users together equal one run.
     use_rules, use_segments:
-        Candidate sources (switching one off gives the baselines of :func:`evaluate`).
+        Candidate sources; without rules and segments this is the global popularity baseline.
+    with_reasons:
+        Write the ``reason`` sentences (the evaluation does not need them).
 
     Returns
     -------
@@ -109,148 +121,201 @@ def recommend(
     """
     settings = settings or RecommendSettings()
     lines = history.lines
-    if users is not None:
-        lines = lines[lines["user_id"].isin(users)]
+    uid = lines["user_id"].to_numpy(np.int64)
+    pid = lines["product_id"].to_numpy(np.int64)
+    all_users = np.sort(pd.unique(uid))
+    targets = all_users if users is None else np.intersect1d(all_users, np.asarray(users, dtype=np.int64))
     n_baskets = max(history.n_baskets, 1)
-    support = product_support(history)
-    bought_keys = pd.Index(np.unique(_keys(lines["user_id"].to_numpy(), lines["product_id"].to_numpy())))
-    candidates = []
+    n_products = int(pid.max(initial=0)) + 1
+    user_row = pd.Index(all_users)
+    row_of_line = user_row.get_indexer(uid)
+    target_rows = user_row.get_indexer(targets)
+    is_target = np.zeros(len(all_users), dtype=bool)
+    is_target[target_rows] = True
+    line_of_target = is_target[row_of_line]
+    bought = _KeySet(_keys(uid[line_of_target], pid[line_of_target]))
+    support = np.bincount(pid, minlength=n_products) / n_baskets
 
-    if use_rules and len(rules):
-        last = lines.groupby("user_id")["order_number"].transform("max")
-        recent = lines.loc[lines["order_number"] > last - settings.recent_orders, ["user_id", "product_id"]]
-        recent = recent.drop_duplicates()
-        recent_keys = pd.Index(_keys(recent["user_id"].to_numpy(), recent["product_id"].to_numpy()))
-        flat = rules.assign(consequent=rules["consequents"]).explode("consequent")
-        flat = flat[flat["antecedents"].map(len) <= 2]
-        flat = flat.assign(
-            first=flat["antecedents"].map(lambda a: a[0]),
-            second=flat["antecedents"].map(lambda a: a[1] if len(a) > 1 else -1),
-        )
-        fired = recent.merge(flat, left_on="product_id", right_on="first")
-        two = fired["second"].to_numpy() >= 0
-        ok = ~two
-        ok[two] = pd.Index(_keys(fired["user_id"].to_numpy()[two], fired["second"].to_numpy()[two])).isin(recent_keys)
-        fired = fired[ok]
-        n_a = fired["antecedent_support"].to_numpy() * n_baskets
-        prior = support.reindex(fired["consequent"].astype(np.int64)).fillna(0.0).to_numpy()
-        fired = fired.assign(
-            p=(n_a * fired["confidence"].to_numpy() + settings.prior_baskets * prior) / (n_a + settings.prior_baskets)
-        )
-        fired = fired[~_in(bought_keys, fired["user_id"], fired["consequent"])]
-        if len(fired):
-            fired = fired.sort_values("p", ascending=False, kind="stable")
-            # noisy-or of the rules for one (user, product), in log space to stay vectorised
-            fired = fired.assign(log_miss=np.log1p(-np.minimum(fired["p"].to_numpy(), 1 - 1e-12)))
-            grouped = fired.groupby(["user_id", "consequent"], sort=False)
-            combined = 1.0 - np.exp(grouped["log_miss"].sum())
-            best = grouped.head(1).set_index(["user_id", "consequent"])
-            candidates.append(
-                pd.DataFrame(
-                    {
-                        "user_id": best.index.get_level_values(0),
-                        "product_id": best.index.get_level_values(1).astype(np.int64),
-                        "score": combined.reindex(best.index).to_numpy(),
-                        "source": "rule",
-                        "antecedents": best["antecedents"].to_numpy(),
-                        "confidence": best["confidence"].to_numpy(),
-                        "lift": best["lift"].to_numpy(),
-                    }
-                )
-            )
-
-    user_ids = np.unique(lines["user_id"].to_numpy())
-    if use_segments:
-        # what a segment buys comes from all its members, whichever users are being scored
-        everyone = history.lines
-        seg = segments.set_index("user_id")[["segment_id", "segment_name"]].reindex(np.unique(everyone["user_id"]))
-        seg["segment_id"] = seg["segment_id"].fillna(-1).astype(np.int64)
-        seg["segment_name"] = seg["segment_name"].fillna("all customers")
-        seg_of_line = seg["segment_id"].reindex(everyone["user_id"].to_numpy()).to_numpy()
-        per_basket = pd.DataFrame(
-            {
-                "segment_id": seg_of_line,
-                "order_id": everyone["order_id"].to_numpy(),
-                "product_id": everyone["product_id"].to_numpy(),
-            }
-        ).drop_duplicates(["order_id", "product_id"])
-        seg_baskets = per_basket.drop_duplicates("order_id")["segment_id"].value_counts()
-        top = per_basket.groupby(["segment_id", "product_id"]).size().rename("n").reset_index()
-        top["share"] = top["n"] / top["segment_id"].map(seg_baskets)
-        top = top.sort_values(["segment_id", "share", "product_id"], ascending=[True, False, True])
-        top = top.groupby("segment_id").head(settings.segment_candidates)
-        scored = seg.loc[user_ids].reset_index(names="user_id")
-        pairs = scored[["user_id", "segment_id", "segment_name"]].merge(top, on="segment_id")
-        pairs = pairs[~_in(bought_keys, pairs["user_id"], pairs["product_id"])]
-        candidates.append(
-            pd.DataFrame(
-                {
-                    "user_id": pairs["user_id"].to_numpy(),
-                    "product_id": pairs["product_id"].to_numpy(),
-                    "score": pairs["share"].to_numpy(),
-                    "source": "segment_popular",
-                    "segment_name": pairs["segment_name"].to_numpy(),
-                    "segment_share": pairs["share"].to_numpy(),
-                }
-            )
-        )
-    else:  # global popularity: the baseline without segments
-        top = support.sort_values(ascending=False, kind="stable").head(settings.segment_candidates)
-        pairs = pd.DataFrame(
-            {"user_id": np.repeat(user_ids, len(top)), "product_id": np.tile(top.index.to_numpy(), len(user_ids))}
-        )
-        pairs["score"] = np.tile(top.to_numpy(), len(user_ids))
-        pairs = pairs[~_in(bought_keys, pairs["user_id"], pairs["product_id"])]
-        candidates.append(pairs.assign(source="popular", segment_name="all"))
-
-    if not candidates:
-        return pd.DataFrame(columns=["user_id", "rank", "product_id", "product_name", "score", "source", "reason"])
-    allc = pd.concat(candidates, ignore_index=True)
+    # preference multiplier, as a dense (users x clusters) share matrix
+    multiplier = None
     if preferences is not None and product_clusters is not None and len(preferences):
-        cluster_of = product_clusters.set_index("product_id")["cluster_id"]
-        pref = pd.Series(
-            preferences["share"].to_numpy(),
-            index=_keys(preferences["user_id"].to_numpy(), preferences["cluster_id"].to_numpy()),
+        cluster_ids = np.unique(product_clusters["cluster_id"].to_numpy())
+        cluster_of = np.full(max(n_products, int(product_clusters["product_id"].max()) + 1), -1, dtype=np.int64)
+        cluster_of[product_clusters["product_id"].to_numpy()] = np.searchsorted(
+            cluster_ids, product_clusters["cluster_id"].to_numpy()
         )
-        clusters = cluster_of.reindex(allc["product_id"]).fillna(-1).astype(np.int64).to_numpy()
-        share = pref.reindex(_keys(allc["user_id"].to_numpy(), np.maximum(clusters, 0))).fillna(0.0).to_numpy()
-        allc["score"] = allc["score"].to_numpy() * (
-            1.0 + settings.preference_weight * np.where(clusters >= 0, share, 0)
+        shares = np.zeros((len(all_users), len(cluster_ids)), dtype=np.float32)
+        rows = user_row.get_indexer(preferences["user_id"].to_numpy())
+        cols = np.searchsorted(cluster_ids, preferences["cluster_id"].to_numpy())
+        ok = (rows >= 0) & (cols < len(cluster_ids))
+        shares[rows[ok], cols[ok]] = preferences["share"].to_numpy()[ok]
+
+        def multiplier(rows: np.ndarray, products: np.ndarray) -> np.ndarray:
+            clusters = cluster_of[np.minimum(products, len(cluster_of) - 1)]
+            share = np.where(clusters >= 0, shares[rows, np.maximum(clusters, 0)], 0.0)
+            return 1.0 + settings.preference_weight * share
+
+    candidates = []
+    if use_rules and len(rules):
+        candidates.append(_rule_candidates(lines, line_of_target, rules, support, n_baskets, bought, settings))
+        if multiplier is not None and len(candidates[-1]):
+            c = candidates[-1]
+            c["score"] = c["score"].to_numpy() * multiplier(
+                user_row.get_indexer(c["user_id"].to_numpy()), c["product_id"].to_numpy()
+            )
+    candidates.append(
+        _popular_candidates(
+            lines, row_of_line, all_users, target_rows, segments if use_segments else None, n_products, bought,
+            multiplier, settings,
         )
+    )  # fmt: skip
+    allc = pd.concat([c for c in candidates if len(c)], ignore_index=True) if any(len(c) for c in candidates) else None
+    columns = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
+    if allc is None:
+        return pd.DataFrame(columns=columns)
     allc = allc.sort_values(["user_id", "score", "product_id"], ascending=[True, False, True], kind="stable")
     allc = allc.drop_duplicates(["user_id", "product_id"])
-    allc = allc.groupby("user_id").head(settings.k)
-    allc["rank"] = allc.groupby("user_id").cumcount().astype(np.int16) + 1
-    allc["product_name"] = names.reindex(allc["product_id"]).fillna("").to_numpy()
-    allc["reason"] = _reasons(allc, names)
-    return allc[["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]].reset_index(drop=True)
+    allc = allc.groupby("user_id", sort=False).head(settings.k)
+    allc["rank"] = (allc.groupby("user_id", sort=False).cumcount() + 1).astype(np.int16)
+    name_of = names.to_dict()
+    allc["product_name"] = [name_of.get(p, "") for p in allc["product_id"].tolist()]
+    allc["reason"] = _reasons(allc, name_of) if with_reasons else ""
+    return allc[columns].reset_index(drop=True)
 
 
-def _reasons(rows: pd.DataFrame, names: pd.Series) -> list[str]:
+def _rule_candidates(
+    lines: pd.DataFrame,
+    line_of_target: np.ndarray,
+    rules: pd.DataFrame,
+    support: np.ndarray,
+    n_baskets: int,
+    bought: _KeySet,
+    settings: RecommendSettings,
+) -> pd.DataFrame:
+    """Fired rules of the targets' recent orders, shrunk to the popularity prior, noisy-or per product."""
+    mine = lines[line_of_target]
+    last = mine.groupby("user_id")["order_number"].transform("max").to_numpy()
+    recent = mine.loc[mine["order_number"].to_numpy() > last - settings.recent_orders, ["user_id", "product_id"]]
+    recent_keys = np.unique(_keys(recent["user_id"].to_numpy(), recent["product_id"].to_numpy()))
+    recent = pd.DataFrame({"user_id": recent_keys >> 32, "product_id": recent_keys & 0xFFFFFFFF})
+    recent_set = _KeySet(recent_keys)
+    flat = rules.assign(consequent=rules["consequents"]).explode("consequent")
+    flat = flat[flat["antecedents"].map(len) <= 2]
+    flat = flat.assign(
+        first=flat["antecedents"].map(lambda a: a[0]),
+        second=flat["antecedents"].map(lambda a: a[1] if len(a) > 1 else -1),
+        consequent=flat["consequent"].astype(np.int64),
+    )
+    fired = recent.merge(flat, left_on="product_id", right_on="first")
+    second = fired["second"].to_numpy(np.int64)
+    ok = (second < 0) | recent_set.contains(_keys(fired["user_id"].to_numpy(), np.maximum(second, 0)))
+    fired = fired[ok]
+    consequent = fired["consequent"].to_numpy(np.int64)
+    fired = fired[~bought.contains(_keys(fired["user_id"].to_numpy(), consequent))]
+    if fired.empty:
+        return pd.DataFrame()
+    n_a = fired["antecedent_support"].to_numpy() * n_baskets
+    consequent = fired["consequent"].to_numpy(np.int64)
+    prior = np.where(consequent < len(support), support[np.minimum(consequent, len(support) - 1)], 0.0)
+    p = (n_a * fired["confidence"].to_numpy() + settings.prior_baskets * prior) / (n_a + settings.prior_baskets)
+    fired = fired.assign(p=p, log_miss=np.log1p(-np.minimum(p, 1 - 1e-12)))
+    fired = fired.sort_values("p", ascending=False, kind="stable")
+    # noisy-or of the rules for one (user, product), in log space to stay vectorised
+    grouped = fired.groupby(["user_id", "consequent"], sort=False)
+    combined = 1.0 - np.exp(grouped["log_miss"].sum())
+    best = grouped.head(1).set_index(["user_id", "consequent"])
+    return pd.DataFrame(
+        {
+            "user_id": best.index.get_level_values(0).to_numpy(np.int64),
+            "product_id": best.index.get_level_values(1).to_numpy(np.int64),
+            "score": combined.reindex(best.index).to_numpy(),
+            "source": "rule",
+            "antecedents": best["antecedents"].to_numpy(),
+            "confidence": best["confidence"].to_numpy(),
+            "lift": best["lift"].to_numpy(),
+        }
+    )
+
+
+def _popular_candidates(
+    lines: pd.DataFrame,
+    row_of_line: np.ndarray,
+    all_users: np.ndarray,
+    target_rows: np.ndarray,
+    segments: pd.DataFrame | None,
+    n_products: int,
+    bought: _KeySet,
+    multiplier: object,
+    settings: RecommendSettings,
+) -> pd.DataFrame:
+    """The top ``k`` not-yet-bought products of each target's segment (or of everyone, without segments)."""
+    if segments is not None:
+        seg = segments.set_index("user_id").reindex(all_users)
+        seg_ids = seg["segment_id"].fillna(-1).astype(np.int64).to_numpy()
+        seg_names = seg["segment_name"].fillna("all customers").to_numpy()
+        source = "segment_popular"
+    else:
+        seg_ids = np.zeros(len(all_users), dtype=np.int64)
+        seg_names = np.full(len(all_users), "all", dtype=object)
+        source = "popular"
+    groups, seg_code = np.unique(seg_ids, return_inverse=True)
+    pid = lines["product_id"].to_numpy(np.int64)
+    line_seg = seg_code[row_of_line]
+    counts = np.bincount(line_seg * n_products + pid, minlength=len(groups) * n_products).reshape(
+        len(groups), n_products
+    )
+    first_line_of_order = ~pd.Series(lines["order_id"].to_numpy()).duplicated().to_numpy()
+    baskets = np.bincount(line_seg[first_line_of_order], minlength=len(groups))
+    share = counts / np.maximum(baskets, 1)[:, None]
+    n_top = min(settings.segment_candidates, n_products)
+    # ties broken by product id, as everywhere
+    top = np.argsort(-share, axis=1, kind="stable")[:, :n_top]
+    top_share = np.take_along_axis(share, top, axis=1)
+    t_seg = seg_code[target_rows]
+    products = top[t_seg]  # (targets, n_top)
+    scores = top_share[t_seg].astype(np.float64)
+    target_users = all_users[target_rows]
+    taken = bought.contains(_keys(np.repeat(target_users, n_top), products.ravel())).reshape(products.shape)
+    raw = scores.copy()
+    if multiplier is not None:
+        scores = scores * multiplier(np.repeat(target_rows, n_top), products.ravel()).reshape(products.shape)
+    scores[taken | (raw <= 0)] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : settings.k]
+    picked_scores = np.take_along_axis(scores, order, axis=1)
+    keep = np.isfinite(picked_scores)
+    rows = np.repeat(np.arange(len(target_rows)), order.shape[1]).reshape(order.shape)[keep]
+    return pd.DataFrame(
+        {
+            "user_id": target_users[rows],
+            "product_id": np.take_along_axis(products, order, axis=1)[keep],
+            "score": picked_scores[keep],
+            "source": source,
+            "segment_name": seg_names[target_rows][rows],
+            "segment_share": np.take_along_axis(raw, order, axis=1)[keep],
+        }
+    )
+
+
+def _reasons(rows: pd.DataFrame, name_of: dict) -> list[str]:
     """A sentence per recommendation, built only for the rows kept (the top k)."""
     out = []
-    get = names.get
     missing = [None] * len(rows)
+
+    def column(name: str) -> list:
+        return rows[name].tolist() if name in rows else missing
+
     for source, product, antecedents, confidence, lift, segment, share in zip(
-        rows["source"], rows["product_name"], rows.get("antecedents", missing), rows.get("confidence", missing),
-        rows.get("lift", missing), rows.get("segment_name", missing), rows.get("segment_share", missing), strict=True,
+        column("source"), column("product_name"), column("antecedents"), column("confidence"), column("lift"),
+        column("segment_name"), column("segment_share"), strict=True,
     ):  # fmt: skip
         if source == "rule":
-            bought = " + ".join(str(get(i, i)) for i in antecedents)
+            bought = " + ".join(str(name_of.get(i, i)) for i in antecedents)
             out.append(f"bought {bought} → {product} (confidence {confidence:.2f}, lift {lift:.1f})")
         elif source == "segment_popular":
             out.append(f"popular with {segment} customers (in {share:.0%} of their baskets)")
         else:
             out.append("popular with all customers")
     return out
-
-
-def _in(keys: pd.Index, users: pd.Series, products: pd.Series) -> np.ndarray:
-    """Which (user, product) rows are in ``keys``."""
-    return pd.Index(_keys(users.to_numpy(), products.to_numpy().astype(np.int64))).isin(keys)
-
-
-# -- loading, the DAG steps, evaluation ---------------------------------------------------------
 
 
 def load_history(lake: Lake, ds: str) -> History:
@@ -339,8 +404,8 @@ def holdout(history: History) -> tuple[History, pd.DataFrame]:
     first = lines.groupby("user_id")["order_number"].transform("min")
     held = (lines["order_number"] == last) & (last > first)
     train, test = lines[~held], lines[held]
-    seen = pd.Index(_keys(train["user_id"].to_numpy(), train["product_id"].to_numpy()))
-    new = test[~_in(seen, test["user_id"], test["product_id"])]
+    seen = _KeySet(_keys(train["user_id"].to_numpy(), train["product_id"].to_numpy()))
+    new = test[~seen.contains(_keys(test["user_id"].to_numpy(), test["product_id"].to_numpy()))]
     return History(train.reset_index(drop=True)), new[["user_id", "product_id"]].drop_duplicates().reset_index(
         drop=True
     )
@@ -404,7 +469,7 @@ def evaluate(
         ("global_popularity", {"use_rules": False, "use_segments": False}),
     ):
         recs = recommend(train, rules, segments, names, settings, users=users,
-                         product_clusters=product_clusters, **kwargs)  # fmt: skip
+                         product_clusters=product_clusters, with_reasons=False, **kwargs)  # fmt: skip
         rows.append({"method": method, "k": settings.k, **score(recs, truth, settings.k, n_products)})
     out = pd.DataFrame(rows)
     out["rules"] = len(rules)

@@ -51,14 +51,17 @@ class Baskets:
     def from_pairs(cls, basket_ids: np.ndarray, item_ids: np.ndarray) -> Baskets:
         """Build from parallel arrays of basket and item ids (any order, duplicates allowed).
 
-        Baskets are numbered densely in sorted order of ``basket_ids``.
+        Baskets are numbered densely in sorted order of ``basket_ids``; items keep their order
+        within a basket (the engine does not need them sorted).
         """
         basket_codes, uniques = pd.factorize(basket_ids, sort=True)
-        order = np.lexsort((item_ids, basket_codes))
+        if len(basket_codes) and not (np.diff(basket_codes) >= 0).all():
+            order = np.argsort(basket_codes, kind="stable")
+            item_ids = np.asarray(item_ids)[order]
         counts = np.bincount(basket_codes, minlength=len(uniques))
         indptr = np.zeros(len(uniques) + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return cls(indptr, np.asarray(item_ids)[order])
+        return cls(indptr, np.asarray(item_ids))
 
     @classmethod
     def from_lists(cls, baskets: list[list[int]]) -> Baskets:
@@ -361,11 +364,8 @@ def association_rules(itemsets: pd.DataFrame, n_baskets: int, settings: RuleSett
     return rules[["antecedents", "consequents", *metric_columns]]
 
 
-def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> tuple[Baskets, np.ndarray]:
-    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids.
-
-    Returns the baskets and the order id of each basket.
-    """
+def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> Baskets:
+    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids."""
     from datetime import date, timedelta
 
     dates = lake.partitions("bronze", "orders", up_to=ds)
@@ -376,9 +376,7 @@ def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> tuple[Baskets, np.
     prior = orders.filter(pc.equal(orders.column("eval_set"), "prior")).column("order_id")
     lines = lake.read_table("bronze", "order_products", dates=dates, columns=["order_id", "product_id"])
     lines = lines.filter(pc.is_in(lines.column("order_id"), value_set=prior.combine_chunks()))
-    baskets = Baskets.from_pairs(lines.column("order_id").to_numpy(), lines.column("product_id").to_numpy())
-    order_ids = np.unique(lines.column("order_id").to_numpy())
-    return baskets, order_ids
+    return Baskets.from_pairs(lines.column("order_id").to_numpy(), lines.column("product_id").to_numpy())
 
 
 def _named(ids: frozenset, names: pd.Series) -> list[str]:
@@ -390,7 +388,7 @@ def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str =
     from basket_insights.ingest import catalog_as_of
 
     started = time.monotonic()
-    baskets, _ = baskets_as_of(lake, ds, settings.last_days)
+    baskets = baskets_as_of(lake, ds, settings.last_days)
     log.info("mine_rules ds=%s: %d baskets, %d lines read (%.1f s)", ds, baskets.n_baskets, len(baskets.items),
              time.monotonic() - started)  # fmt: skip
     counted = time.monotonic()
