@@ -6,11 +6,12 @@ Scoring (:func:`recommend`), vectorised over users × candidates (no Python loop
   recent purchases (their last ``recent_orders`` orders). Rule evidence is shrunk towards the
   popularity prior: ``p = (n_A · confidence + m · support(B)) / (n_A + m)``, where ``n_A`` is the
   number of baskets holding the antecedent and ``m`` the prior's strength in baskets
-  (``prior_baskets``). Rules mined from few baskets say little and ``p`` stays near the product's
-  popularity; well-supported rules move it to their confidence. Several rules for one product
+  (``prior_baskets``, 2,000). Rules mined from few baskets say little and ``p`` stays near the
+  product's popularity; well-supported rules move it to their confidence. Several rules for one product
   combine as a noisy-or; the strongest one is the reason.
 * **Segment-popular candidates**: the products bought in the largest share of the baskets of
-  the user's behavioural segment, scored by that share (the fallback when rules give fewer than K).
+  the user's behavioural segment, scored by that share shrunk towards everyone's share the same
+  way (``segment_prior_baskets``, 2,000): the fallback when rules give fewer than K.
 * **Preference**: every score is multiplied by ``1 + preference_weight × share`` of the user's
   purchases in the product's cluster.
 * Everything the user ever bought is excluded. Top ``k`` per user, each with its ``source``
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 class RecommendSettings:
     k: int = 10
     recent_orders: int = 3
-    prior_baskets: float = 50.0
+    prior_baskets: float = 2000.0
+    segment_prior_baskets: float = 2000.0
     segment_candidates: int = 60
     preference_weight: float = 0.5
     shards: int = 1
@@ -266,7 +268,10 @@ def _popular_candidates(
     )
     first_line_of_order = ~pd.Series(lines["order_id"].to_numpy()).duplicated().to_numpy()
     baskets = np.bincount(line_seg[first_line_of_order], minlength=len(groups))
-    share = counts / np.maximum(baskets, 1)[:, None]
+    # a small segment's shares are noisy: shrink them towards everyone's (``segment_prior_baskets``)
+    overall = counts.sum(axis=0) / max(baskets.sum(), 1)
+    m = settings.segment_prior_baskets
+    share = (counts + m * overall[None, :]) / (baskets[:, None] + m)
     n_top = min(settings.segment_candidates, n_products)
     # ties broken by product id, as everywhere
     top = np.argsort(-share, axis=1, kind="stable")[:, :n_top]

@@ -111,7 +111,9 @@ def test_dag_run_on_the_real_users_1_to_64(airflow_home: dict[str, str], instaca
     assert features.loc[1, "total_orders"] == 11
     evaluation = lake.read_table("gold", "evaluation", dates=[END]).to_pandas().set_index("method")
     print(evaluation.to_string())  # the real-sample figures quoted in docs/rules.md
-    assert evaluation.loc["recommender", "users_evaluated"] > 0
+    assert evaluation.loc["recommender", "users_evaluated"] == 52
+    # few real baskets: rules are mostly noise, and the popularity prior keeps the recommender level
+    assert evaluation.loc["recommender", "hit_rate"] >= evaluation.loc["global_popularity", "hit_rate"]
     assert sum(lake.manifest("quarantine", t, d).rows for t in ("orders", "order_products") for d in days) == 0
 
 
