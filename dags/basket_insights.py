@@ -44,7 +44,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
 
-from basket_insights.config import load_settings
+from basket_insights.config import GOLD_TABLES, load_settings
 
 SETTINGS = load_settings()
 
@@ -56,23 +56,7 @@ def _asset(zone: str, table: str) -> Asset:
 
 BRONZE = {t: _asset("bronze", t) for t in ("departments", "aisles", "products", "orders", "order_products")}
 USER_FEATURES = _asset("silver", "user_features")
-GOLD = {
-    t: _asset("gold", t)
-    for t in (
-        "customer_segments",
-        "segment_profiles",
-        "segment_elbow",
-        "product_clusters",
-        "product_cluster_summary",
-        "user_product_preferences",
-        "preference_segments",
-        "segment_product_preferences",
-        "frequent_itemsets",
-        "association_rules",
-        "recommendations",
-        "evaluation",
-    )
-}
+GOLD = {t: _asset("gold", t) for t in GOLD_TABLES}
 
 
 def _lake():

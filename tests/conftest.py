@@ -36,6 +36,18 @@ def instacart() -> Path:
     return INSTACART
 
 
+@pytest.fixture
+def kaggle_sample(instacart: Path, tmp_path: Path) -> Path:
+    """The real users 1-64 laid out as a Kaggle download (catalog + orders + order_products)."""
+    folder = tmp_path / "kaggle"
+    folder.mkdir()
+    for name in ("products.csv", "aisles.csv", "departments.csv"):
+        shutil.copy(instacart / name, folder / name)
+    for path in (instacart / "samples" / "users_1-64").glob("*.csv"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

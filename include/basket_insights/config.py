@@ -14,6 +14,23 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+#: The gold tables a daily run publishes (each an Airflow Asset ``<lake>/gold/<table>``).
+GOLD_TABLES = (
+    "customer_segments",
+    "segment_profiles",
+    "segment_elbow",
+    "product_clusters",
+    "product_cluster_summary",
+    "user_product_preferences",
+    "preference_segments",
+    "segment_product_preferences",
+    "frequent_itemsets",
+    "association_rules",
+    "recommendations",
+    "evaluation",
+)
+
+
 class SettingsError(ValueError):
     """A setting has a value the pipeline cannot use; the message names the variable."""
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from basket_insights.config import GOLD_TABLES
 from basket_insights.lake import Lake
 from basket_insights.replay import replay
 from basket_insights.synth import generate
@@ -17,20 +17,6 @@ from tests.conftest import run_dag_test
 pytestmark = pytest.mark.integration
 
 END = "2026-05-31"
-GOLD_TABLES = (
-    "customer_segments",
-    "segment_profiles",
-    "segment_elbow",
-    "product_clusters",
-    "product_cluster_summary",
-    "user_product_preferences",
-    "preference_segments",
-    "segment_product_preferences",
-    "frequent_itemsets",
-    "association_rules",
-    "recommendations",
-    "evaluation",
-)
 
 
 def _assert_run_outputs(lake: Lake, days: list[str], users_at_least: int) -> None:
@@ -92,15 +78,9 @@ def test_dag_run_with_the_lake_on_s3(airflow_home: dict[str, str], seaweedfs: di
     _assert_run_outputs(lake, lake.landing_dates("orders"), users_at_least=50)
 
 
-def test_dag_run_on_the_real_users_1_to_64(airflow_home: dict[str, str], instacart: Path, tmp_path: Path) -> None:
-    source = tmp_path / "kaggle"
-    source.mkdir()
-    for name in ("products.csv", "aisles.csv", "departments.csv"):
-        shutil.copy(instacart / name, source / name)
-    for path in (instacart / "samples" / "users_1-64").glob("*.csv"):
-        shutil.copy(path, source / path.name)
+def test_dag_run_on_the_real_users_1_to_64(airflow_home: dict[str, str], kaggle_sample: Path, tmp_path: Path) -> None:
     lake = Lake((tmp_path / "lake").as_uri())
-    replay(source, lake, end_date=END)
+    replay(kaggle_sample, lake, end_date=END)
     code, log = run_dag_test(airflow_home, END, {"BASKET_LAKE_URL": lake.url})
     assert code == 0, log[-5000:]
     days = lake.landing_dates("orders")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,18 +13,6 @@ from basket_insights.replay import derive_order_dates, replay
 END = "2026-06-30"
 
 
-@pytest.fixture
-def kaggle_dir(instacart: Path, tmp_path: Path) -> Path:
-    """The users 1-64 sample laid out as a Kaggle download (catalog + orders + order_products)."""
-    folder = tmp_path / "kaggle"
-    folder.mkdir()
-    for name in ("products.csv", "aisles.csv", "departments.csv"):
-        shutil.copy(instacart / name, folder / name)
-    for path in (instacart / "samples" / "users_1-64").glob("*.csv"):
-        shutil.copy(path, folder / path.name)
-    return folder
-
-
 def _delivered(lake: Lake, table: str) -> pd.DataFrame:
     frames = []
     for ds in lake.landing_dates(table):
@@ -35,8 +22,8 @@ def _delivered(lake: Lake, table: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_replay_dates_agree_with_days_since_prior_order(kaggle_dir: Path, lake: Lake) -> None:
-    summary = replay(kaggle_dir, lake, end_date=END)
+def test_replay_dates_agree_with_days_since_prior_order(kaggle_sample: Path, lake: Lake) -> None:
+    summary = replay(kaggle_sample, lake, end_date=END)
     assert summary["orders"] == 1000 and summary["users"] == 64
     assert summary["order_lines"] == 8538 + 438
     orders = _delivered(lake, "orders").sort_values(["user_id", "order_number"])
@@ -52,8 +39,8 @@ def test_replay_dates_agree_with_days_since_prior_order(kaggle_dir: Path, lake: 
     assert user1["order_id"].iloc[0] == 2539329 and user1["order_id"].iloc[-1] == 1187899
 
 
-def test_replay_delivers_every_line_with_its_order_and_every_day(kaggle_dir: Path, lake: Lake) -> None:
-    replay(kaggle_dir, lake, end_date=END)
+def test_replay_delivers_every_line_with_its_order_and_every_day(kaggle_sample: Path, lake: Lake) -> None:
+    replay(kaggle_sample, lake, end_date=END)
     orders = _delivered(lake, "orders")
     lines = _delivered(lake, "order_products")
     merged = lines.merge(orders[["order_id", "ds"]], on="order_id", suffixes=("", "_order"))
