@@ -152,9 +152,10 @@ def name_segments(profile_z: pd.DataFrame) -> list[str]:
     z(mean_days_between)``, in units of the spread of the scores: above +0.5 is ``loyal``, below
     -0.5 ``casual``, between ``mixed``; the highest scoring segment is always ``loyal`` and the
     lowest always ``casual``. When names repeat (k > 3), each repeated name gets the centroid's most
-    distinctive trait: the feature with the largest |z| among basket size, distinct products,
-    weekend share and days since last order ("big baskets", "small baskets", "explorers",
-    "weekend", "weekday", "lapsed", "recent"); a number is appended if still not unique.
+    distinctive trait not yet used by another segment of that name: the feature with the largest
+    |z| among basket size, distinct products, weekend share and days since last order ("big
+    baskets", "small baskets", "explorers", "few products", "weekend", "weekday", "lapsed",
+    "recent"); a number is appended only if every trait is taken.
     """
     score = profile_z["orders_per_30_days"] + profile_z["reorder_ratio"] - profile_z["mean_days_between"]
     if len(profile_z) == 1:
@@ -173,11 +174,18 @@ def name_segments(profile_z: pd.DataFrame) -> list[str]:
         "days_since_last_order": ("lapsed", "recent"),
     }
     counts = pd.Series(names).value_counts()
+    taken = {n for n in names if counts[n] == 1}
     for i, name in enumerate(list(names)):
-        if counts[name] > 1:
-            row = profile_z.iloc[i][[c for c in traits if c in profile_z.columns]]
-            feature = row.abs().idxmax()
-            names[i] = f"{name} · {traits[feature][0] if row[feature] > 0 else traits[feature][1]}"
+        if counts[name] == 1:
+            continue
+        row = profile_z.iloc[i][[c for c in traits if c in profile_z.columns]]
+        # the most distinctive trait that does not repeat a name already given
+        for feature in row.abs().sort_values(ascending=False, kind="stable").index:
+            candidate = f"{name} · {traits[feature][0] if row[feature] > 0 else traits[feature][1]}"
+            if candidate not in taken:
+                break
+        names[i] = candidate
+        taken.add(candidate)
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         seen[name] = seen.get(name, 0) + 1

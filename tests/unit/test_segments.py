@@ -118,3 +118,20 @@ def test_names_by_rule() -> None:
         }
     )
     assert name_segments(z) == ["loyal", "mixed · big baskets", "casual", "mixed · small baskets"]
+
+
+def test_repeated_names_take_the_next_distinctive_trait() -> None:
+    z = pd.DataFrame(
+        {
+            "orders_per_30_days": [1.5, -1.0, -1.1, 0.0],
+            "reorder_ratio": [1.0, -1.0, -1.0, 0.0],
+            "mean_days_between": [-1.0, 1.0, 1.0, 0.0],
+            "mean_basket_size": [0.0, 0.1, 0.2, 0.0],
+            "distinct_products": [0.0, -1.5, -1.2, 0.0],  # both casual segments: few products first
+            "weekend_share": [0.0, 0.0, 0.0, 0.0],
+            "days_since_last_order": [0.0, 0.3, 0.9, 0.0],
+        }
+    )
+    names = name_segments(z)
+    assert names[1] == "casual · few products" and names[2] == "casual · lapsed"
+    assert len(set(names)) == 4
