@@ -10,6 +10,7 @@ lacks or adds a column, or when its bad rows exceed ``max_bad_fraction`` of its 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import time
@@ -469,8 +470,6 @@ def _validate_and_write(
 
 
 def _json_bytes(obj: Any) -> bytes:
-    import json
-
     return json.dumps(obj, indent=1, default=str).encode()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -147,7 +147,6 @@ class ValidationOutcome:
     table_failures: list[str]
     results_json: dict[str, Any]
     data_docs_html: str
-    statistics: dict[str, Any] = field(default_factory=dict)
 
 
 def _describe(config: Any) -> str:
@@ -239,7 +238,6 @@ def validate_frame(table: str, df: pd.DataFrame, known: KnownKeys | None = None)
         table_failures=table_failures,
         results_json=results_json,
         data_docs_html=render_data_docs(result),
-        statistics=dict(result.statistics or {}),
     )
 
 
