@@ -35,30 +35,27 @@ class SettingsError(ValueError):
     """A setting has a value the pipeline cannot use; the message names the variable."""
 
 
-def _env_float(name: str, default: float, low: float, high: float) -> float:
+def _env_number(name: str, default: float, low: float, high: float, kind: type = float) -> float:
+    """A numeric setting of type ``kind`` (``int`` or ``float``) within ``[low, high]``."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {what}") from exc
     if not low <= value <= high:
         raise SettingsError(f"{name}={value} is outside [{low}, {high}]")
     return value
+
+
+def _env_float(name: str, default: float, low: float, high: float) -> float:
+    return _env_number(name, default, low, high, float)
 
 
 def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from exc
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is outside [{low}, {high}]")
-    return value
+    return int(_env_number(name, default, low, high, int))
 
 
 def _env_bool(name: str, default: bool) -> bool:

@@ -371,8 +371,8 @@ def run_recommend(lake: Lake, ds: str, settings: RecommendSettings, shard: int =
     """Recommend for the users of one shard (``user_id % shards == shard``); write ``silver/<shard table>``."""
     started = time.monotonic()
     history = load_history(lake, ds)
-    users = np.unique(history.lines["user_id"].to_numpy())
-    users = users[users % settings.shards == shard]
+    users = pd.unique(history.lines["user_id"].to_numpy())
+    users = np.sort(users[users % settings.shards == shard])
     rules = _rules_frame(lake.read_table("gold", "association_rules", dates=[ds]))
     segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
     preferences = lake.read_table("gold", "user_product_preferences", dates=[ds]).to_pandas()
