@@ -98,10 +98,24 @@ def basket_insights() -> None:
         mode="reschedule",
         retries=0,
     )
-    def wait_for_drop(ds: str | None = None) -> PokeReturnValue:
+    def wait_for_drop(ds: str | None = None, ti=None) -> PokeReturnValue:
+        from airflow.sdk import get_current_context, timezone
+        from airflow.sdk.exceptions import AirflowFailException
+
         from basket_insights.ingest import missing_drops
 
-        return PokeReturnValue(is_done=not missing_drops(_lake(), ds))
+        missing = missing_drops(_lake(), ds)
+        if missing:
+            # Fail one look before Airflow's generic timeout, with the files named.
+            first = ti.get_first_reschedule_date(get_current_context()) or timezone.utcnow()
+            waited = (timezone.utcnow() - first).total_seconds()
+            if waited + SETTINGS.drop_poke_interval_s > SETTINGS.drop_wait_timeout_s:
+                raise AirflowFailException(
+                    f"landing drop(s) for ds={ds} not delivered after waiting {waited:.0f} s "
+                    f"(BASKET_DROP_WAIT_TIMEOUT={SETTINGS.drop_wait_timeout_s}): {', '.join(missing)}. "
+                    "Deliver them and clear this task to run the day."
+                )
+        return PokeReturnValue(is_done=not missing)
 
     @task(outlets=[BRONZE["departments"], BRONZE["aisles"], BRONZE["products"]])
     def ingest_catalog(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
