@@ -110,7 +110,8 @@ def cmd_recommend(args: argparse.Namespace) -> dict:
     mine = recs[recs["user_id"] == args.user_id].sort_values("rank")
     if mine.empty:
         raise ValueError(f"user {args.user_id} has no recommendations on {args.ds}")
-    from basket_insights.recommend import load_history, product_names
+    from basket_insights.features import load_history
+    from basket_insights.ingest import product_names
 
     history = load_history(lake, args.ds).lines
     history = history[history["user_id"] == args.user_id]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -175,3 +176,36 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
         "order_lines": lines_tbl.num_rows,
         "partition": lake.display(lake.partition("silver", "user_features", ds)),
     }
+
+
+@dataclass
+class History:
+    """Order lines as of a date: one row per line with ``user_id, order_id, order_number, product_id``."""
+
+    lines: pd.DataFrame
+
+    @property
+    def n_baskets(self) -> int:
+        return int(pd.unique(self.lines["order_id"].to_numpy()).size)
+
+
+def load_history(lake: Lake, ds: str) -> History:
+    """Every order line ``<= ds`` with its user and order number."""
+    orders = lake.read_table("bronze", "orders", up_to=ds, columns=["order_id", "user_id", "order_number"])
+    lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id"])
+    order_ids = orders.column("order_id").to_numpy()
+    size = int(max(order_ids.max(initial=0), lines.column("order_id").to_numpy().max(initial=0))) + 1
+    user_of = np.full(size, -1, dtype=np.int64)
+    number_of = np.zeros(size, dtype=np.int32)
+    user_of[order_ids] = orders.column("user_id").to_numpy()
+    number_of[order_ids] = orders.column("order_number").to_numpy()
+    line_orders = lines.column("order_id").to_numpy()
+    frame = pd.DataFrame(
+        {
+            "user_id": user_of[line_orders],
+            "order_id": line_orders,
+            "order_number": number_of[line_orders],
+            "product_id": lines.column("product_id").to_numpy().astype(np.int64),
+        }
+    )
+    return History(frame[frame["user_id"] >= 0].reset_index(drop=True))

@@ -481,6 +481,15 @@ def catalog_as_of(lake: Lake, ds: str) -> dict[str, str | None]:
     return {t: (lake.partitions("bronze", t, up_to=ds) or [None])[-1] for t in CATALOG_TABLES}
 
 
+def product_names(lake: Lake, ds: str) -> pd.Series:
+    """``product_id -> product_name`` of the catalog in force on ``ds``."""
+    when = catalog_as_of(lake, ds)["products"]
+    if when is None:
+        raise FileNotFoundError(f"no bronze products on or before {ds} in {lake.url}")
+    table = lake.read_table("bronze", "products", dates=[when], columns=["product_id", "product_name"])
+    return table.to_pandas().set_index("product_id")["product_name"]
+
+
 def ingest_catalog(lake: Lake, ds: str, *, max_bad_fraction: float, run_id: str = "", force: bool = False) -> dict:
     """Ingest pending catalog drops (departments, then aisles, then products) up to ``ds``.
 

@@ -69,6 +69,28 @@ def preference_counts(
     return users, clusters, counts
 
 
+def preference_table(users: np.ndarray, clusters: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    """Long form of a :func:`preference_counts` matrix: ``user_id, cluster_id, purchases, share, rank``.
+
+    One row per (user, cluster) with purchases; rank 1 is the user's largest share (ties: lower
+    cluster id first). Rows are ordered by user, then cluster.
+    """
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    order = np.argsort(-counts, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, len(clusters) + 1)[None, :], axis=1)
+    nz_user, nz_cluster = np.nonzero(counts)
+    return pd.DataFrame(
+        {
+            "user_id": users[nz_user].astype(np.int32),
+            "cluster_id": clusters[nz_cluster].astype(np.int32),
+            "purchases": counts[nz_user, nz_cluster].astype(np.int32),
+            "share": shares[nz_user, nz_cluster].astype(np.float32),
+            "rank": ranks[nz_user, nz_cluster].astype(np.int16),
+        }
+    )
+
+
 def link_preferences(
     line_users: np.ndarray,
     line_products: np.ndarray,
@@ -86,23 +108,8 @@ def link_preferences(
     )
     if len(users) == 0:
         raise ValueError("no purchases of clustered products: no preferences to link")
-    totals = counts.sum(axis=1, keepdims=True)
-    shares = counts / np.maximum(totals, 1)
-
-    # rank of each cluster for each user: 1 = largest share (ties: lower cluster id first)
-    order = np.argsort(-counts, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, len(clusters) + 1)[None, :], axis=1)
-    nz_user, nz_cluster = np.nonzero(counts)
-    long = pd.DataFrame(
-        {
-            "user_id": users[nz_user].astype(np.int32),
-            "cluster_id": clusters[nz_cluster].astype(np.int32),
-            "purchases": counts[nz_user, nz_cluster].astype(np.int32),
-            "share": shares[nz_user, nz_cluster].astype(np.float32),
-            "rank": ranks[nz_user, nz_cluster].astype(np.int16),
-        }
-    )
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    long = preference_table(users, clusters, counts)
 
     # Second segmentation: users on their preference vectors.
     overall = counts.sum(axis=0) / max(counts.sum(), 1)
@@ -163,20 +170,15 @@ def link_preferences(
 
 def run_link_preferences(lake: Lake, ds: str, settings: SegmentSettings, *, run_id: str = "") -> dict:
     """Read bronze lines and orders ``<= ds`` with the day's clusters and segments; write the preference tables."""
+    from basket_insights.features import load_history
+
     started = time.monotonic()
-    orders = lake.read_table("bronze", "orders", up_to=ds, columns=["order_id", "user_id"])
-    lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id"])
-    order_ids = orders.column("order_id").to_numpy()
-    lookup = np.full(int(order_ids.max(initial=0)) + 1, -1, dtype=np.int64)
-    lookup[order_ids] = orders.column("user_id").to_numpy()
-    line_orders = lines.column("order_id").to_numpy()
-    line_users = lookup[np.minimum(line_orders, len(lookup) - 1)]
-    keep = (line_orders < len(lookup)) & (line_users >= 0)
+    lines = load_history(lake, ds).lines
     product_clusters = lake.read_table("gold", "product_clusters", dates=[ds]).to_pandas()
     segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
-    log.info("link_preferences ds=%s: %d order lines read (%.1f s)", ds, lines.num_rows, time.monotonic() - started)
+    log.info("link_preferences ds=%s: %d order lines read (%.1f s)", ds, len(lines), time.monotonic() - started)
     result = link_preferences(
-        line_users[keep], lines.column("product_id").to_numpy()[keep], product_clusters, segments, settings
+        lines["user_id"].to_numpy(), lines["product_id"].to_numpy(), product_clusters, segments, settings
     )
     for table, frame in (
         ("user_product_preferences", result.user_preferences),

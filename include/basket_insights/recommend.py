@@ -29,6 +29,8 @@ import pandas as pd
 import pyarrow as pa
 
 from basket_insights.config import Settings
+from basket_insights.features import History, load_history
+from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -49,17 +51,6 @@ class RecommendSettings:
         return cls(
             k=settings.recommend_k, recent_orders=settings.recommend_recent_orders, shards=settings.recommend_shards
         )
-
-
-@dataclass
-class History:
-    """Order lines as of a date: one row per line with ``user_id, order_id, order_number, product_id``."""
-
-    lines: pd.DataFrame
-
-    @property
-    def n_baskets(self) -> int:
-        return int(pd.unique(self.lines["order_id"].to_numpy()).size)
 
 
 def _keys(users: np.ndarray, products: np.ndarray) -> np.ndarray:
@@ -323,44 +314,11 @@ def _reasons(rows: pd.DataFrame, name_of: dict) -> list[str]:
     return out
 
 
-def load_history(lake: Lake, ds: str) -> History:
-    """Every order line ``<= ds`` with its user and order number."""
-    orders = lake.read_table("bronze", "orders", up_to=ds, columns=["order_id", "user_id", "order_number"])
-    lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id"])
-    order_ids = orders.column("order_id").to_numpy()
-    size = int(max(order_ids.max(initial=0), lines.column("order_id").to_numpy().max(initial=0))) + 1
-    user_of = np.full(size, -1, dtype=np.int64)
-    number_of = np.zeros(size, dtype=np.int32)
-    user_of[order_ids] = orders.column("user_id").to_numpy()
-    number_of[order_ids] = orders.column("order_number").to_numpy()
-    line_orders = lines.column("order_id").to_numpy()
-    frame = pd.DataFrame(
-        {
-            "user_id": user_of[line_orders],
-            "order_id": line_orders,
-            "order_number": number_of[line_orders],
-            "product_id": lines.column("product_id").to_numpy().astype(np.int64),
-        }
-    )
-    return History(frame[frame["user_id"] >= 0].reset_index(drop=True))
-
-
 def _rules_frame(table: pa.Table) -> pd.DataFrame:
     rules = table.to_pandas()
     for column in ("antecedents", "consequents"):
         rules[column] = rules[column].map(lambda v: [int(i) for i in v])
     return rules
-
-
-def product_names(lake: Lake, ds: str) -> pd.Series:
-    """``product_id -> product_name`` of the catalog in force on ``ds``."""
-    from basket_insights.ingest import catalog_as_of
-
-    when = catalog_as_of(lake, ds)["products"]
-    if when is None:
-        raise FileNotFoundError(f"no bronze products on or before {ds} in {lake.url}")
-    table = lake.read_table("bronze", "products", dates=[when], columns=["product_id", "product_name"])
-    return table.to_pandas().set_index("product_id")["product_name"]
 
 
 def shard_table(shard: int, shards: int) -> str:
@@ -443,29 +401,22 @@ def evaluate(
 
     Rules are mined again from the earlier history only, and preferences recomputed from it.
     """
-    from basket_insights.preferences import preference_counts
-    from basket_insights.rules import Baskets, association_rules, frequent_itemsets
+    from basket_insights.preferences import preference_counts, preference_table
+    from basket_insights.rules import Baskets, mine
 
     settings = settings or RecommendSettings()
     train, truth = holdout(history)
     users = truth["user_id"].unique()
     baskets = Baskets.from_pairs(train.lines["order_id"].to_numpy(), train.lines["product_id"].to_numpy())
-    itemsets = frequent_itemsets(baskets, rule_settings.min_support, rule_settings.max_len, rule_settings.min_count)
-    rules = association_rules(itemsets, baskets.n_baskets, rule_settings)
-    rules = rules.assign(
-        antecedents=rules["antecedents"].map(sorted),
-        consequents=rules["consequents"].map(sorted),
-        antecedent_support=rules["antecedent support"] if len(rules) else [],
-    )
+    _, rules = mine(baskets, rule_settings)
     preferences = None
     if product_clusters is not None and len(train.lines):
-        pu, pc_, counts = preference_counts(
-            train.lines["user_id"].to_numpy(), train.lines["product_id"].to_numpy(),
-            product_clusters.set_index("product_id")["cluster_id"],
+        preferences = preference_table(
+            *preference_counts(
+                train.lines["user_id"].to_numpy(), train.lines["product_id"].to_numpy(),
+                product_clusters.set_index("product_id")["cluster_id"],
+            )
         )  # fmt: skip
-        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        nz_u, nz_c = np.nonzero(counts)
-        preferences = pd.DataFrame({"user_id": pu[nz_u], "cluster_id": pc_[nz_c], "share": shares[nz_u, nz_c]})
     n_products = len(names)
     rows = []
     for method, kwargs in (

@@ -364,6 +364,24 @@ def association_rules(itemsets: pd.DataFrame, n_baskets: int, settings: RuleSett
     return rules[["antecedents", "consequents", *metric_columns]]
 
 
+def mine(baskets: Baskets, settings: RuleSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Frequent itemsets and rules of ``baskets``; rules as stored in gold.
+
+    Returns the itemsets (mlxtend's format) and the rules with ``antecedents``/``consequents`` as
+    sorted lists of product ids and the metrics named with underscores (``antecedent_support`` …).
+    """
+    itemsets = frequent_itemsets(baskets, settings.min_support, settings.max_len, settings.min_count)
+    rules = association_rules(itemsets, baskets.n_baskets, settings)
+    table = pd.DataFrame(
+        {
+            "antecedents": [sorted(s) for s in rules["antecedents"]],
+            "consequents": [sorted(s) for s in rules["consequents"]],
+            **{c.replace(" ", "_"): rules[c].astype(float).to_numpy() for c in rules.columns[2:]},
+        }
+    )
+    return itemsets, table
+
+
 def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> Baskets:
     """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids."""
     from datetime import date, timedelta
@@ -385,25 +403,17 @@ def _named(ids: frozenset, names: pd.Series) -> list[str]:
 
 def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str = "") -> dict:
     """Mine ``frequent_itemsets`` and ``association_rules`` (with product names) for ``ds``."""
-    from basket_insights.ingest import catalog_as_of
+    from basket_insights.ingest import product_names
 
     started = time.monotonic()
     baskets = baskets_as_of(lake, ds, settings.last_days)
     log.info("mine_rules ds=%s: %d baskets, %d lines read (%.1f s)", ds, baskets.n_baskets, len(baskets.items),
              time.monotonic() - started)  # fmt: skip
     counted = time.monotonic()
-    itemsets = frequent_itemsets(baskets, settings.min_support, settings.max_len, settings.min_count)
-    log.info("mine_rules ds=%s: %d frequent itemsets (min support %g, min count %d) counted in %.1f s", ds,
+    itemsets, rules = mine(baskets, settings)
+    log.info("mine_rules ds=%s: %d frequent itemsets (min support %g, min count %d) and rules in %.1f s", ds,
              len(itemsets), settings.min_support, settings.min_count, time.monotonic() - counted)  # fmt: skip
-    rules = association_rules(itemsets, baskets.n_baskets, settings)
-    when = catalog_as_of(lake, ds)["products"]
-    names = (
-        lake.read_table("bronze", "products", dates=[when], columns=["product_id", "product_name"])
-        .to_pandas()
-        .set_index("product_id")["product_name"]
-        if when
-        else pd.Series(dtype=object)
-    )
+    names = product_names(lake, ds)
     itemset_table = pd.DataFrame(
         {
             "items": [sorted(s) for s in itemsets["itemsets"]],
@@ -413,15 +423,9 @@ def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str =
             "support": itemsets["support"].astype(float),
         }
     )
-    rule_table = pd.DataFrame(
-        {
-            "antecedents": [sorted(s) for s in rules["antecedents"]],
-            "consequents": [sorted(s) for s in rules["consequents"]],
-            "antecedent_names": [_named(s, names) for s in rules["antecedents"]],
-            "consequent_names": [_named(s, names) for s in rules["consequents"]],
-            **{c.replace(" ", "_"): rules[c].astype(float).to_numpy() for c in rules.columns[2:]},
-        }
-    )
+    rule_table = rules.copy()
+    rule_table.insert(2, "antecedent_names", [_named(s, names) for s in rules["antecedents"]])
+    rule_table.insert(3, "consequent_names", [_named(s, names) for s in rules["consequents"]])
     extra = {"baskets": baskets.n_baskets, "settings": settings.__dict__}
     lake.write_table("gold", "frequent_itemsets", ds, pa.Table.from_pandas(itemset_table, preserve_index=False),
                      run_id=run_id, extra=extra)  # fmt: skip

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basket_insights.features import compute_user_features
-from basket_insights.recommend import History, RecommendSettings, evaluate, holdout, recommend, score
-from basket_insights.rules import Baskets, RuleSettings, association_rules, frequent_itemsets
+from basket_insights.features import History, compute_user_features
+from basket_insights.recommend import RecommendSettings, evaluate, holdout, recommend, score
+from basket_insights.rules import Baskets, RuleSettings, mine
 from basket_insights.segments import segment_users
 from basket_insights.synth import generate_feed, synthetic_catalog
 
@@ -29,13 +29,7 @@ def world():
 
 def _rules(history: History, settings: RuleSettings) -> pd.DataFrame:
     baskets = Baskets.from_pairs(history.lines["order_id"].to_numpy(), history.lines["product_id"].to_numpy())
-    itemsets = frequent_itemsets(baskets, settings.min_support, settings.max_len, settings.min_count)
-    rules = association_rules(itemsets, baskets.n_baskets, settings)
-    return rules.assign(
-        antecedents=rules["antecedents"].map(sorted),
-        consequents=rules["consequents"].map(sorted),
-        antecedent_support=rules["antecedent support"],
-    )
+    return mine(baskets, settings)[1]
 
 
 def test_rules_recover_the_planted_bundles(world) -> None:
