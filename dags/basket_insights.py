@@ -1,14 +1,15 @@
 """
 # Basket Insights
 
-Turns the Instacart-shaped daily order feed into validated, typed tables and per-user
-behaviour features, one run per logical date `ds`.
+Turns the Instacart-shaped daily order feed into validated tables, customer segments, product
+clusters, association rules and personalised recommendations, one run per logical date `ds`,
+and publishes them to the lake (gold zone), a SQL database and a daily HTML report.
 
 ```
 wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
                                                           └> mine_rules
-mine_rules + link_preferences ─> recommend[shard 0..n-1] ─> collect_recommendations ─> evaluate
+mine_rules + link_preferences ─> recommend[shard 0..n-1] ─> collect_recommendations ─> evaluate ─> report ─> publish
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -29,6 +30,11 @@ mine_rules + link_preferences ─> recommend[shard 0..n-1] ─> collect_recommen
   with segment-popular products as the fallback; **collect_recommendations** publishes
   `gold/recommendations`; **evaluate** measures hit rate, precision, recall and coverage on a
   temporal hold-out against global and segment popularity: `gold/evaluation`.
+* **report** draws the day's plots (`gold/plots/ds=.../*.png`) and writes a self-contained HTML
+  report (`gold/report/ds=.../index.html`), also served by the "Basket Insights" UI plugin.
+* **publish** loads the gold tables into the SQL database of `BASKET_DB_CONN_ID` (PostgreSQL `COPY`;
+  SQLite by default), replacing the date's rows in one transaction; it is the only task that emits
+  the gold Assets, so a DAG scheduled on them starts only once the day is fully published.
 * **link_preferences** links both: each user's and each segment's product-cluster preferences,
   and a second customer segmentation on those preferences.
 
@@ -147,32 +153,26 @@ def basket_insights() -> None:
 
         return build_user_features(_lake(), ds, run_id=run_id)
 
-    @task(outlets=[GOLD["customer_segments"], GOLD["segment_profiles"], GOLD["segment_elbow"]])
+    @task
     def segment_customers(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.segments import SegmentSettings, run_segment_customers
 
         return run_segment_customers(_lake(), ds, SegmentSettings.from_settings(SETTINGS), run_id=run_id)
 
-    @task(outlets=[GOLD["product_clusters"], GOLD["product_cluster_summary"]])
+    @task
     def cluster_products(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.products import ProductClusterSettings, run_cluster_products
 
         return run_cluster_products(_lake(), ds, ProductClusterSettings.from_settings(SETTINGS), run_id=run_id)
 
-    @task(
-        outlets=[
-            GOLD["user_product_preferences"],
-            GOLD["preference_segments"],
-            GOLD["segment_product_preferences"],
-        ]
-    )
+    @task
     def link_preferences(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.preferences import run_link_preferences
         from basket_insights.segments import SegmentSettings
 
         return run_link_preferences(_lake(), ds, SegmentSettings.from_settings(SETTINGS), run_id=run_id)
 
-    @task(outlets=[GOLD["frequent_itemsets"], GOLD["association_rules"]])
+    @task
     def mine_rules(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.rules import RuleSettings, run_mine_rules
 
@@ -184,13 +184,13 @@ def basket_insights() -> None:
 
         return run_recommend(_lake(), ds, RecommendSettings.from_settings(SETTINGS), shard, run_id=run_id)
 
-    @task(outlets=[GOLD["recommendations"]])
+    @task
     def collect_recommendations(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.recommend import run_collect_recommendations
 
         return run_collect_recommendations(_lake(), ds, SETTINGS.recommend_shards, run_id=run_id)
 
-    @task(outlets=[GOLD["evaluation"]])
+    @task
     def evaluate(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.recommend import RecommendSettings, run_evaluate
         from basket_insights.rules import RuleSettings
@@ -203,6 +203,21 @@ def basket_insights() -> None:
             run_id=run_id,
         )
 
+    @task
+    def report(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.report import run_report
+
+        return run_report(_lake(), ds, run_id=run_id)
+
+    # The only task that marks the day's gold tables as published: after every table committed.
+    @task(outlets=list(GOLD.values()))
+    def publish(ds: str | None = None, run_id: str | None = None) -> dict:
+        from airflow.sdk import Connection
+
+        from basket_insights.publish import run_publish, warehouse_for
+
+        return run_publish(_lake(), warehouse_for(SETTINGS, Connection.get), ds, run_id=run_id)
+
     drop = wait_for_drop()
     catalog = ingest_catalog()
     orders = ingest_orders()
@@ -214,7 +229,7 @@ def basket_insights() -> None:
     preferences = link_preferences()
     [features >> segment_customers(), catalog >> cluster_products()] >> preferences
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
-    [rules, preferences] >> shards >> collect_recommendations() >> evaluate()
+    [rules, preferences] >> shards >> collect_recommendations() >> evaluate() >> report() >> publish()
 
 
 basket_insights()

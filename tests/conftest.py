@@ -175,3 +175,69 @@ def any_lake(request: pytest.FixtureRequest, tmp_path: Path):
         return Lake((tmp_path / "lake").as_uri())
     request.getfixturevalue("seaweedfs")
     return Lake(f"s3://lake/{tmp_path.name}", conn_id="lake_s3")
+
+
+def run_day_in_process(lake, ds: str) -> None:
+    """The DAG's steps for ``ds`` in this process (no Airflow), in the DAG's order, up to ``report``."""
+    from basket_insights import ingest
+    from basket_insights.config import load_settings
+    from basket_insights.features import build_user_features
+    from basket_insights.preferences import run_link_preferences
+    from basket_insights.products import ProductClusterSettings, run_cluster_products
+    from basket_insights.recommend import RecommendSettings, run_collect_recommendations, run_evaluate, run_recommend
+    from basket_insights.report import run_report
+    from basket_insights.rules import RuleSettings, run_mine_rules
+    from basket_insights.segments import SegmentSettings, run_segment_customers
+
+    settings = load_settings()
+    for step in (ingest.ingest_catalog, ingest.ingest_orders, ingest.ingest_order_products):
+        step(lake, ds, max_bad_fraction=settings.max_bad_row_fraction)
+    build_user_features(lake, ds)
+    run_segment_customers(lake, ds, SegmentSettings.from_settings(settings))
+    run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings))
+    run_link_preferences(lake, ds, SegmentSettings.from_settings(settings))
+    run_mine_rules(lake, ds, RuleSettings.from_settings(settings))
+    recommend_settings = RecommendSettings.from_settings(settings)
+    run_recommend(lake, ds, recommend_settings, 0)
+    run_collect_recommendations(lake, ds, 1)
+    run_evaluate(lake, ds, RuleSettings.from_settings(settings), recommend_settings)
+    run_report(lake, ds)
+
+
+#: The two dates of :func:`gold_lake`.
+GOLD_DATES = ("2026-05-30", "2026-05-31")
+
+
+@pytest.fixture(scope="session")
+def gold_lake(tmp_path_factory: pytest.TempPathFactory):
+    """A small generated lake with every gold table (and the report) for the two :data:`GOLD_DATES`."""
+    from basket_insights.lake import Lake
+    from basket_insights.synth import generate
+
+    lake = Lake((tmp_path_factory.mktemp("gold-lake") / "lake").as_uri())
+    generate(lake, users=300, days=20, end_date=GOLD_DATES[-1], seed=21)
+    for ds in GOLD_DATES:
+        run_day_in_process(lake, ds)
+    return lake
+
+
+PG_ADMIN = os.environ.get("BASKET_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL (``BASKET_TEST_PG``), dropped afterwards; yields its name."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN!r}: {exc}")
+    name = f"basket_test_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield name
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -28,6 +28,8 @@ GOLD_TABLES = (
     "association_rules",
     "recommendations",
     "evaluation",
+    "plots",
+    "report",
 )
 
 
@@ -110,6 +112,11 @@ class Settings:
     recommend_*:
         Recommendations per user, recent orders whose products fire rules, and user shards of the
         mapped ``recommend`` task (``BASKET_RECOMMEND_K``, ``_RECENT_ORDERS``, ``_SHARDS``).
+    db_conn_id:
+        Airflow connection (``postgres`` or ``sqlite``) the ``publish`` task loads the gold tables
+        into and the UI plugin reads (``BASKET_DB_CONN_ID``); ``None`` for the embedded default.
+    db_path:
+        The embedded default database, a SQLite file (``BASKET_DB_PATH``; ``<repo>/.warehouse.sqlite``).
     """
 
     lake_url: str = field(default_factory=default_lake_url)
@@ -134,6 +141,8 @@ class Settings:
     recommend_k: int = 10
     recommend_recent_orders: int = 3
     recommend_shards: int = 1
+    db_conn_id: str | None = None
+    db_path: str = str(REPO_ROOT / ".warehouse.sqlite")
 
     def __post_init__(self) -> None:
         if "://" not in self.lake_url:
@@ -174,4 +183,6 @@ def load_settings() -> Settings:
         recommend_k=_env_int("BASKET_RECOMMEND_K", 10, 1, 1000),
         recommend_recent_orders=_env_int("BASKET_RECOMMEND_RECENT_ORDERS", 3, 1, 100),
         recommend_shards=_env_int("BASKET_RECOMMEND_SHARDS", 1, 1, 256),
+        db_conn_id=os.environ.get("BASKET_DB_CONN_ID") or None,
+        db_path=os.environ.get("BASKET_DB_PATH") or str(REPO_ROOT / ".warehouse.sqlite"),
     )

@@ -1,0 +1,88 @@
+"""Publishing to the real PostgreSQL with COPY: idempotent per date, all or nothing."""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from basket_insights.publish import (
+    PublishError,
+    Warehouse,
+    gold_tables,
+    publish_tables,
+    published_dates,
+    rules_with_antecedent,
+    run_publish,
+    user_recommendations,
+)
+from tests.conftest import GOLD_DATES, PG_ADMIN
+
+pytestmark = pytest.mark.integration
+
+
+def _warehouse(name: str) -> Warehouse:
+    return Warehouse("postgres", PG_ADMIN.replace("dbname=postgres", f"dbname={name}"), f"postgres/{name}")
+
+
+def _counts(warehouse: Warehouse, ds: str) -> dict[str, int]:
+    tables = ("customer_segments", "product_clusters", "association_rules", "association_rule_antecedents",
+              "recommendations", "evaluation")  # fmt: skip
+    return {t: warehouse.query(f"SELECT COUNT(*) AS n FROM {t} WHERE ds = ?", (ds,))[0]["n"] for t in tables}
+
+
+def test_publish_to_postgres_replaces_a_date_and_a_failure_changes_nothing(gold_lake, postgres_db: str) -> None:
+    warehouse = _warehouse(postgres_db)
+    for ds in GOLD_DATES:
+        run_publish(gold_lake, warehouse, ds, run_id=f"first-{ds}")
+    ds = GOLD_DATES[-1]
+    expected = {name: table.num_rows for name, table in gold_tables(gold_lake, ds).items()}
+    assert _counts(warehouse, ds) == expected
+
+    run_publish(gold_lake, warehouse, ds, run_id="rerun")  # same date again: no duplicates
+    assert _counts(warehouse, ds) == expected
+    assert {d["ds"] for d in published_dates(warehouse)} == set(GOLD_DATES)
+
+    # The primary keys and lookup indexes the plugin relies on exist.
+    indexes = warehouse.query("SELECT indexdef FROM pg_indexes WHERE tablename = 'association_rule_antecedents'")
+    assert any("(ds, product_id, rule_id)" in row["indexdef"] for row in indexes)
+
+    # A failure in the middle of the load (a duplicate key in the last table): all rolled back.
+    tables = gold_tables(gold_lake, ds)
+    tables["customer_segments"] = tables["customer_segments"].slice(0, 3)
+    tables["recommendations"] = pa.concat_tables([tables["recommendations"], tables["recommendations"].slice(0, 1)])
+    with pytest.raises(PublishError, match=r"nothing of that date changed.*duplicate key"):
+        publish_tables(warehouse, ds, tables, run_id="broken")
+    assert _counts(warehouse, ds) == expected
+    runs = warehouse.query("SELECT run_id FROM published_dates WHERE ds = ?", (ds,))
+    assert runs == [{"run_id": "rerun"}]
+    assert _counts(warehouse, GOLD_DATES[0])["recommendations"] > 0
+
+
+def test_copy_round_trips_awkward_values(postgres_db: str) -> None:
+    warehouse = _warehouse(postgres_db)
+    names = ['Tomatoes, "Heirloom"', "", "Crème brûlée\nmulti-line", None]
+    recs = pa.table({
+        "user_id": pa.array([1, 1, 1, 1], pa.int64()), "rank": pa.array([1, 2, 3, 4], pa.int16()),
+        "product_id": pa.array([10, 11, 12, 13], pa.int64()), "product_name": pa.array(names, pa.string()),
+        "score": [0.5, float("inf"), 0.0, None], "source": ["rule"] * 4, "reason": ["a → b", "x", "y", "z"],
+    })  # fmt: skip
+    publish_tables(warehouse, "2026-01-02", {"recommendations": recs})
+    rows = user_recommendations(warehouse, "2026-01-02", 1)
+    assert [r["product_name"] for r in rows] == names
+    assert rows[1]["score"] is None and rows[0]["score"] == 0.5  # infinity is not JSON: served as null
+    raw = warehouse.query("SELECT score FROM recommendations WHERE ds = ? AND rank = 2", ("2026-01-02",))
+    assert math.isinf(raw[0]["score"])
+    assert rules_with_antecedent(warehouse, "2026-01-02", 10, 10, 0)[0] == 0
+
+
+def test_an_unreachable_database_fails_with_its_address_not_its_password() -> None:
+    warehouse = Warehouse(
+        "postgres", "host=127.0.0.1 port=1 user=u password=hunter2 connect_timeout=2", "pg://127.0.0.1:1"
+    )
+    with pytest.raises(PublishError) as caught:
+        publish_tables(warehouse, "2026-01-02", {})
+    assert "pg://127.0.0.1:1" in str(caught.value) and "hunter2" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)

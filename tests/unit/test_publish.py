@@ -1,0 +1,111 @@
+"""Publishing the gold tables to SQL (the embedded SQLite default) and the plugin's reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from basket_insights.publish import (
+    PublishError,
+    Warehouse,
+    gold_tables,
+    publish_tables,
+    published_dates,
+    rules_with_antecedent,
+    run_publish,
+    user_recommendations,
+    user_segment,
+)
+from tests.conftest import GOLD_DATES
+
+
+def _count(path: Path, table: str, ds: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table} WHERE ds = ?", (ds,)).fetchone()[0]
+
+
+def test_publish_is_idempotent_per_date_and_reads_match_the_lake(gold_lake, tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.sqlite"
+    warehouse = Warehouse.sqlite(path)
+    for ds in GOLD_DATES:
+        run_publish(gold_lake, warehouse, ds)
+    first = run_publish(gold_lake, warehouse, GOLD_DATES[-1])  # re-run of a date
+    ds = GOLD_DATES[-1]
+    recs = gold_lake.read_table("gold", "recommendations", dates=[ds]).to_pandas()
+    assert first["rows"]["recommendations"] == len(recs) == _count(path, "recommendations", ds)
+    assert _count(path, "recommendations", GOLD_DATES[0]) > 0  # the other date is untouched
+    assert [d["ds"] for d in published_dates(warehouse)] == [GOLD_DATES[1], GOLD_DATES[0]]
+
+    user = int(recs["user_id"].iloc[0])
+    mine = recs[recs["user_id"] == user].sort_values("rank")
+    served = user_recommendations(warehouse, ds, user)
+    assert [r["product_id"] for r in served] == mine["product_id"].tolist()
+    assert [r["reason"] for r in served] == mine["reason"].tolist()
+    segments = gold_lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas().set_index("user_id")
+    assert user_segment(warehouse, ds, user)["segment_name"] == segments.loc[user, "segment_name"]
+    assert user_segment(warehouse, ds, 10**9) is None
+
+    rules = gold_lake.read_table("gold", "association_rules", dates=[ds]).to_pandas()
+    product = int(rules["antecedents"].explode().value_counts().index[0])
+    expected = rules[rules["antecedents"].apply(lambda items: product in list(items))]
+    total, page_one = rules_with_antecedent(warehouse, ds, product, limit=1, offset=0)
+    _, rest = rules_with_antecedent(warehouse, ds, product, limit=500, offset=1)
+    assert total == len(expected) == len(page_one) + len(rest)
+    assert all(product in r["antecedents"] for r in page_one + rest)
+    lifts = [r["lift"] for r in page_one + rest]
+    assert lifts == sorted(lifts, reverse=True)
+
+
+def test_a_failure_in_the_middle_publishes_nothing_of_that_date(gold_lake, tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.sqlite"
+    warehouse = Warehouse.sqlite(path)
+    ds = GOLD_DATES[-1]
+    run_publish(gold_lake, warehouse, ds)
+    before = {t: _count(path, t, ds) for t in ("customer_segments", "association_rules", "recommendations")}
+    tables = gold_tables(gold_lake, ds)
+    # A duplicate primary key in the last table loaded: the earlier tables were already replaced.
+    recs = tables["recommendations"]
+    tables["recommendations"] = pa.concat_tables([recs, recs.slice(0, 1)])
+    tables["customer_segments"] = tables["customer_segments"].slice(0, 5)
+    with pytest.raises(PublishError, match="nothing of that date changed"):
+        publish_tables(warehouse, ds, tables, run_id="broken")
+    after = {t: _count(path, t, ds) for t in before}
+    assert after == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT run_id FROM published_dates WHERE ds = ?", (ds,)).fetchone()[0] == ""
+
+
+def test_bad_input_is_refused_with_a_clear_message(gold_lake, tmp_path: Path) -> None:
+    warehouse = Warehouse.sqlite(tmp_path / "w.sqlite")
+    tables = gold_tables(gold_lake, GOLD_DATES[-1])
+    with pytest.raises(PublishError, match="recommendations has columns"):
+        publish_tables(
+            warehouse, GOLD_DATES[-1], {"recommendations": tables["recommendations"].drop_columns(["reason"])}
+        )
+    with pytest.raises(ValueError, match="not publishable"):
+        publish_tables(warehouse, GOLD_DATES[-1], {"bronze_orders": tables["evaluation"]})
+    with pytest.raises(ValueError, match="ISO date"):
+        publish_tables(warehouse, "31/05/2026", tables)
+    assert published_dates(warehouse) == []
+
+
+class _Conn:
+    def __init__(self, **fields) -> None:
+        self.conn_id = "basket_db"
+        for name in ("conn_type", "host", "port", "login", "password", "schema"):
+            setattr(self, name, fields.get(name))
+
+
+def test_warehouse_from_an_airflow_connection_never_shows_the_password() -> None:
+    pg = Warehouse.from_connection(
+        _Conn(conn_type="postgres", host="db", port=5432, login="u", password="pw!", schema="x")
+    )
+    assert pg.kind == "postgres" and "password=pw!" in pg.target and "pw!" not in str(pg)
+    assert Warehouse.from_connection(_Conn(conn_type="sqlite", host="/tmp/a.db")).target == "/tmp/a.db"
+    with pytest.raises(PublishError, match="use postgres or sqlite"):
+        Warehouse.from_connection(_Conn(conn_type="mysql"))
+    assert json.dumps(str(pg))  # printable in logs

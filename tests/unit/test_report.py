@@ -1,0 +1,65 @@
+"""The day's plots and HTML report, from a small lake that went through every step."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from matplotlib.image import imread
+
+from basket_insights.report import PLOTS, load_report_inputs, render_plots, render_report, run_report
+from tests.conftest import GOLD_DATES
+
+
+def test_every_plot_is_a_real_png_and_identical_for_the_same_input(gold_lake) -> None:
+    inputs = load_report_inputs(gold_lake, GOLD_DATES[-1])
+    first, second = render_plots(inputs), render_plots(load_report_inputs(gold_lake, GOLD_DATES[-1]))
+    assert list(first) == list(PLOTS)
+    for name, data in first.items():
+        assert data == second[name], f"{name} is not byte-identical for the same input"
+        pixels = imread(io.BytesIO(data), format="png")
+        assert pixels.shape[0] >= 200 and pixels.shape[1] >= 700, name
+        assert pixels[..., :3].std() > 0.05, f"{name} is blank"
+        assert b"Software" not in data[:4096] and b"tIME" not in data, f"{name} carries volatile metadata"
+    # the committed plots of the run are those bytes
+    assert gold_lake.read_file("gold", "plots", GOLD_DATES[-1], "elbow.png") == first["elbow.png"]
+    earlier = render_plots(load_report_inputs(gold_lake, GOLD_DATES[0]))
+    assert earlier["segment_sizes.png"] != first["segment_sizes.png"]
+
+
+def test_report_page_is_self_contained_with_headline_tables_and_day_links(gold_lake) -> None:
+    ds = GOLD_DATES[-1]
+    html = gold_lake.read_file("gold", "report", ds, "index.html").decode()
+    images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,[A-Za-z0-9+/=]+">', html)
+    assert len(images) == len(PLOTS)
+    assert not re.search(r'(src|href)="(https?:|file:|/)', html), "the page must not fetch anything"
+    inputs = load_report_inputs(gold_lake, ds)
+    users = int(inputs.segment_profiles["size"].sum())
+    assert f"<b>{users:,}</b><span>customers segmented" in html
+    assert f"{len(inputs.association_rules):,}</b><span>association rules" in html
+    for name in inputs.segment_profiles["segment_name"]:
+        assert f"<td>{name}</td>" in html
+    assert 'id="previous-day" href="../ds=2026-05-30/index.html"' in html
+    assert 'href="../ds=2026-06-01/index.html"' in html
+    assert "<td>order_products</td>" in html  # the day's validation
+    sample = inputs.sample_recommendations.iloc[0]
+    assert sample["product_name"] in html and "bought " in html
+    # the first day has no earlier report to link to
+    first = gold_lake.read_file("gold", "report", GOLD_DATES[0], "index.html").decode()
+    assert 'id="previous-day"' not in first
+
+
+def test_names_are_escaped_and_empty_rules_render(gold_lake) -> None:
+    inputs = load_report_inputs(gold_lake, GOLD_DATES[-1])
+    inputs.association_rules = inputs.association_rules.iloc[0:0]
+    inputs.sample_recommendations = inputs.sample_recommendations.assign(product_name="<script>alert(1)</script>")
+    plots = render_plots(inputs)
+    html = render_report(inputs, plots)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "No rules above the thresholds on this date." in html
+
+
+def test_report_fails_clearly_when_the_day_has_not_run(gold_lake) -> None:
+    with pytest.raises(FileNotFoundError, match=r"gold/recommendations/ds=2026-06-01 is not committed"):
+        run_report(gold_lake, "2026-06-01")
