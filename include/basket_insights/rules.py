@@ -401,6 +401,23 @@ def _named(ids: frozenset, names: pd.Series) -> list[str]:
     return [str(names.get(i, f"product {i}")) for i in sorted(ids)]
 
 
+_METRICS = ("antecedent_support", "consequent_support", "support", "confidence", "lift", "leverage", "conviction")
+#: Written schemas: the same types on a day with no rules (an empty frame has no list types to infer).
+RULE_SCHEMA = pa.schema(
+    [("antecedents", pa.list_(pa.int64())), ("consequents", pa.list_(pa.int64())),
+     ("antecedent_names", pa.list_(pa.string())), ("consequent_names", pa.list_(pa.string())),
+     *[(name, pa.float64()) for name in _METRICS]]
+)  # fmt: skip
+ITEMSET_SCHEMA = pa.schema(
+    [("items", pa.list_(pa.int64())), ("item_names", pa.list_(pa.string())), ("length", pa.int8()),
+     ("count", pa.int64()), ("support", pa.float64())]
+)  # fmt: skip
+
+
+def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return schema.empty_table() if frame.empty else pa.Table.from_pandas(frame, schema, preserve_index=False)
+
+
 def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str = "") -> dict:
     """Mine ``frequent_itemsets`` and ``association_rules`` (with product names) for ``ds``."""
     from basket_insights.ingest import product_names
@@ -427,9 +444,9 @@ def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str =
     rule_table.insert(2, "antecedent_names", [_named(s, names) for s in rules["antecedents"]])
     rule_table.insert(3, "consequent_names", [_named(s, names) for s in rules["consequents"]])
     extra = {"baskets": baskets.n_baskets, "settings": settings.__dict__}
-    lake.write_table("gold", "frequent_itemsets", ds, pa.Table.from_pandas(itemset_table, preserve_index=False),
+    lake.write_table("gold", "frequent_itemsets", ds, _arrow(itemset_table, ITEMSET_SCHEMA),
                      run_id=run_id, extra=extra)  # fmt: skip
-    lake.write_table("gold", "association_rules", ds, pa.Table.from_pandas(rule_table, preserve_index=False),
+    lake.write_table("gold", "association_rules", ds, _arrow(rule_table, RULE_SCHEMA),
                      run_id=run_id, extra=extra)  # fmt: skip
     top = rule_table.head(3)
     log.info("mine_rules ds=%s: %d rules (confidence >= %g, lift >= %g); top: %s (%.1f s)", ds, len(rule_table),

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,28 @@ def test_task_order(dagbag: dict) -> None:
     assert tasks["ingest_order_products"]["upstream"] == ["ingest_catalog", "ingest_orders"]
     assert tasks["build_features"]["upstream"] == ["ingest_order_products"]
     assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
+    assert tasks["report"]["upstream"] == ["evaluate"]
+    assert tasks["publish"]["upstream"] == ["report"]
+
+
+def test_only_publish_marks_the_gold_tables_published(dagbag: dict) -> None:
+    gold = "s3://not-reachable-bucket/gold/"
+    emitting = {t for t, task in dagbag["tasks"].items() if any(o.startswith(gold) for o in task["outlets"])}
+    assert emitting == {"publish"}
+    published = {o.removeprefix(gold) for o in dagbag["tasks"]["publish"]["outlets"]}
+    assert {"recommendations", "customer_segments", "association_rules", "report", "plots"} <= published
+
+
+def test_the_ui_plugin_loads_with_its_app_and_menu_entry(airflow_home: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "plugins", "--output", "json"],
+        env=airflow_home, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    plugins = {p["name"]: p for p in json.loads(done.stdout[done.stdout.index("[") :])}
+    plugin = plugins["basket_insights"]
+    assert "Basket Insights" in json.dumps(plugin["fastapi_apps"]) and "/basket-insights" in json.dumps(plugin)
+    assert "basket-insights/report/latest" in json.dumps(plugin["external_views"])
 
 
 def test_settings_from_the_environment_are_validated(airflow_home: dict[str, str]) -> None:

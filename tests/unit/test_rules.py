@@ -94,3 +94,16 @@ def test_planted_pairs_are_found_in_a_zipf_workload() -> None:
     workload = synthetic_workload(n_baskets=20_000, n_items=2_000, seed=1)
     found = frequent_itemsets(workload, 0.002, 3)
     assert (found["length"] == 1).sum() > 50 and (found["length"] == 2).sum() > 0
+
+
+def test_a_day_without_rules_writes_typed_empty_tables(lake) -> None:
+    from basket_insights import ingest
+    from basket_insights.rules import RULE_SCHEMA, RuleSettings, run_mine_rules
+    from basket_insights.synth import generate
+
+    generate(lake, users=20, days=2, end_date="2026-03-02", seed=3)
+    for step in (ingest.ingest_catalog, ingest.ingest_orders, ingest.ingest_order_products):
+        step(lake, "2026-03-02", max_bad_fraction=0.05)
+    out = run_mine_rules(lake, "2026-03-02", RuleSettings(min_support=0.9, min_count=10**6))
+    assert out["rules"] == 0
+    assert lake.read_table("gold", "association_rules", dates=["2026-03-02"]).schema.equals(RULE_SCHEMA)
