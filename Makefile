@@ -52,8 +52,8 @@ demo: venv airflow-db
 	@echo "== running the basket_insights DAG for $(DEMO_DATE) (log: $(AIRFLOW_HOME)/demo-dag-test.log)"
 	airflow dags test basket_insights $(DEMO_DATE) > $(AIRFLOW_HOME)/demo-dag-test.log 2>&1 \
 		|| (grep -E "ERROR|Error|error" $(AIRFLOW_HOME)/demo-dag-test.log | tail -20; exit 1)
-	@grep -E "rows in =|users with features|: segments |clusters;|rules \(|recommendations \{|evaluate ds" $(AIRFLOW_HOME)/demo-dag-test.log \
-		| sed -E 's/^[^ ]+ \[[a-z ]+\] //; s/ \[basket_insights[^]]*\].*//' | tail -10 | cut -c1-300
+	@grep -E "rows in =|users with features|: segments |clusters;|rules \(|recommendations \{|evaluate ds|report ds=.*index.html|publish ds=.*committed" $(AIRFLOW_HOME)/demo-dag-test.log \
+		| sed -E 's/^[^ ]+ \[[a-z ]+\] //; s/ \[basket_insights[^]]*\].*//' | tail -12 | cut -c1-300
 	@echo "== outputs"
 	@python -m basket_insights summary --lake $(BASKET_LAKE_URL) --ds $(DEMO_DATE) 2>/dev/null
 

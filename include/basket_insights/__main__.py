@@ -89,6 +89,8 @@ def cmd_summary(args: argparse.Namespace) -> dict:
     if lake.manifest("gold", "segment_profiles", args.ds):
         profiles = lake.read_table("gold", "segment_profiles", dates=[args.ds]).to_pandas()
         out["segments"] = dict(zip(profiles["segment_name"], profiles["size"].astype(int), strict=True))
+    if lake.manifest("gold", "report", args.ds):
+        out["report"] = lake.display(lake.partition("gold", "report", args.ds) / "index.html")
     if lake.manifest("gold", "evaluation", args.ds):
         evaluation = lake.read_table("gold", "evaluation", dates=[args.ds]).to_pandas()
         out["hit_rate_at_10"] = dict(zip(evaluation["method"], evaluation["hit_rate"].round(4), strict=True))
@@ -101,6 +103,21 @@ def cmd_bench(args: argparse.Namespace) -> dict:
     rows = bench_tasks(args.lake, args.ds, args.tasks.split(","), runs=args.runs)
     print(format_table(rows), file=sys.stderr)
     return {"lake": args.lake, "ds": args.ds, "tasks": rows}
+
+
+def cmd_bench_publish(args: argparse.Namespace) -> dict:
+    from basket_insights.bench import bench_publish
+    from basket_insights.publish import Warehouse
+
+    targets = {}
+    if args.postgres:
+        targets["postgresql (COPY)"] = Warehouse("postgres", args.postgres, "postgresql")
+    if args.sqlite:
+        targets["sqlite (executemany)"] = Warehouse.sqlite(args.sqlite)
+    rows = bench_publish(targets, users=args.users, runs=args.runs)
+    for row in rows:
+        print(f"| {row['database']} | {row['rows']:,} | {row['seconds']:.1f} | {row['runs']} |", file=sys.stderr)
+    return {"publish": rows}
 
 
 def cmd_recommend(args: argparse.Namespace) -> dict:
@@ -205,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--tools", default=None, help="comma-separated subset of the tools")
     br.add_argument("--json", default=None, help="also write the table as JSON here")
     br.set_defaults(func=cmd_bench_rules)
+    bp = bench_sub.add_parser("publish", help="publish N×10 recommendation rows to PostgreSQL (COPY) and SQLite")
+    bp.add_argument("--users", type=_positive, default=200_000, help="users × 10 rows (default: 2 million rows)")
+    bp.add_argument("--runs", type=_positive, default=3)
+    bp.add_argument(
+        "--postgres",
+        default="host=127.0.0.1 port=5432 user=postgres dbname=basket_bench",
+        help="libpq conninfo of an existing, disposable database ('' to skip)",
+    )
+    bp.add_argument("--sqlite", default="/tmp/basket_bench.sqlite", help="SQLite file ('' to skip)")
+    bp.set_defaults(func=cmd_bench_publish)
     return parser
 
 

@@ -237,3 +237,49 @@ def format_rules_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['tool']} | {secs} | {peak} | {r['n_itemsets'] if r['n_itemsets'] is not None else '—'} | "
                      f"{'—' if r['agrees'] is None else r['agrees']} | {r['error'] or ''} |")  # fmt: skip
     return "\n".join(lines)
+
+
+# -- publishing: PostgreSQL COPY and SQLite ------------------------------------------------------
+
+
+def recommendation_workload(users: int) -> Any:
+    """``users`` × 10 recommendation rows shaped like ``gold/recommendations`` (without ``ds``)."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    n = users * 10
+    names = pa.array([f"Organic Product {i}" for i in range(1000)])
+    product = rng.integers(1, 49_689, n)
+    return pa.table(
+        {
+            "user_id": np.repeat(np.arange(1, users + 1, dtype=np.int64), 10),
+            "rank": np.tile(np.arange(1, 11, dtype=np.int16), users),
+            "product_id": product.astype(np.int64),
+            "product_name": names.take(pa.array(product % 1000)),
+            "score": rng.random(n),
+            "source": pa.array(np.where(rng.random(n) < 0.3, "rule", "segment_popular")),
+            "reason": pa.array([f"bought Product {i} → Organic Product {i % 1000} (confidence 0.12, lift 2.0)"
+                                for i in range(1000)]).take(pa.array(product % 1000)),
+        }
+    )  # fmt: skip
+
+
+def bench_publish(targets: dict[str, Any], users: int = 200_000, runs: int = 3) -> list[dict[str, Any]]:
+    """Median seconds to publish ``users`` × 10 recommendation rows to each warehouse (a re-publish of
+    the same date each run after the first, so the delete of the previous rows is included)."""
+    import time
+
+    from basket_insights.publish import publish_tables
+
+    table = recommendation_workload(users)
+    rows = []
+    for name, warehouse in targets.items():
+        seconds = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            publish_tables(warehouse, "2026-01-01", {"recommendations": table}, run_id="bench")
+            seconds.append(time.perf_counter() - started)
+        rows.append({"database": name, "rows": table.num_rows, "seconds": statistics.median(seconds),
+                     "runs": [round(s, 2) for s in seconds]})  # fmt: skip
+    return rows
