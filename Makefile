@@ -17,12 +17,14 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export BASKET_LAKE_URL ?= file://$(CURDIR)/.lake
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv venv-dev demo test lint format airflow airflow-db lock clean
+.PHONY: help venv venv-dev demo test lint format airflow airflow-db stack stack-down lock clean
 
 help:
 	@echo "make demo     install, generate a small feed, run the DAG for $(DEMO_DATE), print the outputs"
 	@echo "make test     lint (ruff) and the whole test suite"
 	@echo "make airflow  the Airflow UI (airflow standalone) on http://localhost:8080 with this DAG"
+	@echo "make stack    the production topology without Docker: Postgres metadata, Celery on Redis, SeaweedFS lake"
+	@echo "make stack-down  stop it (state and logs stay in .stack/)"
 	@echo "make lock     re-resolve requirements.txt from the top-level packages"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -72,10 +74,19 @@ airflow: venv airflow-db
 	@echo "Airflow UI: http://localhost:8080  (login: admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	airflow standalone
 
+stack: venv-dev
+	python -m basket_insights stack up --dir .stack
+	@echo "Airflow UI: $$(python -c 'import json; print(json.load(open(".stack/state.json"))["api"])')  login: admin," \
+		"password: $$(python -c 'import json; print(json.load(open(".stack/secrets.json"))["admin_password"])')"
+	@echo "logs: .stack/logs/   airflow CLI against the stack: source .stack/env.sh"
+
+stack-down: venv
+	python -m basket_insights stack down --dir .stack
+
 lock:
 	rm -rf /tmp/basket-lock && $(PYTHON) -m venv /tmp/basket-lock
 	/tmp/basket-lock/bin/pip install --quiet "apache-airflow==3.3.2" "great-expectations==1.24.1" mlxtend pyarrow pandas \
-		scikit-learn matplotlib s3fs "apache-airflow-providers-amazon[s3fs]" apache-airflow-providers-postgres apache-airflow-providers-celery jinja2
+		scikit-learn matplotlib s3fs "apache-airflow-providers-amazon[s3fs]" apache-airflow-providers-postgres apache-airflow-providers-celery "celery<5.7" jinja2
 	{ echo "# Runtime dependencies, fully pinned (resolved with pip on Python 3.11; no Airflow constraints file needed)."; \
 	  echo "# Regenerate: make lock"; /tmp/basket-lock/bin/pip freeze; } > requirements.txt
 

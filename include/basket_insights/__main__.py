@@ -120,6 +120,22 @@ def cmd_bench_publish(args: argparse.Namespace) -> dict:
     return {"publish": rows}
 
 
+def cmd_stack(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from basket_insights import stack
+
+    native = stack.NativeStack(Path(args.dir).resolve(), api_port=args.api_port, s3_port=args.s3_port, pg=args.pg,
+                               redis_url=args.redis_url, name=args.name)  # fmt: skip
+    if args.action == "up":
+        return stack.stack_up(native)
+    if args.action == "down":
+        return {"stopped": stack.stack_down(native)}
+    if args.action == "init":
+        return stack.init_stack()
+    return stack.stack_status(native)
+
+
 def cmd_recommend(args: argparse.Namespace) -> dict:
     """One user's recent purchases and recommendations with reasons."""
     lake = _lake(args)
@@ -204,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ds", type=_iso_date, required=True)
     ev.set_defaults(func=cmd_evaluate)
 
+    st = sub.add_parser("stack", help="the production topology natively: up, down, status; init (the one-off job)")
+    st.add_argument("action", choices=["up", "down", "status", "init"])
+    st.add_argument("--dir", default=".stack", help="state, logs and data of the stack (default: %(default)s)")
+    st.add_argument("--api-port", type=_positive, default=8080)
+    st.add_argument("--s3-port", type=_positive, default=8333)
+    st.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres", help="libpq conninfo of the server")
+    st.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    st.add_argument("--name", default="basket", help="prefix of the databases <name>_airflow, <name>_warehouse")
+    st.set_defaults(func=cmd_stack)
+
     b = sub.add_parser("bench", help="benchmarks")
     bench_sub = b.add_subparsers(dest="bench", required=True)
     bt = bench_sub.add_parser("tasks", help="time pipeline steps on an existing lake (fresh process per run)")
@@ -242,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         result = args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str, ensure_ascii=False))

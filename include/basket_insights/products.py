@@ -10,7 +10,7 @@ Product vectors (:func:`product_matrix`), kept sparse end to end:
   but zero on the aisle and department blocks: the weights make the shelf matter without
   letting it swamp what the product is.
 
-KMeans (sparse input, fixed seed) with k fixed by a setting or chosen by the same elbow machinery
+KMeans (sparse input, started from the centroids of the largest aisles) with k fixed by a setting or chosen by the same elbow machinery
 as the customer segments (:func:`basket_insights.segments.elbow`) over a coarse grid. Each
 cluster gets a label from its top name terms and its dominant department.
 
@@ -106,6 +106,29 @@ def catalog_hash(products: pd.DataFrame, aisles: pd.DataFrame, departments: pd.D
     return digest.hexdigest()
 
 
+def initial_centers(matrix, aisle_ids: np.ndarray, k: int) -> np.ndarray | str:
+    """Starting centroids: the mean rows of the ``k`` largest aisles (``"k-means++"`` when there are
+    fewer aisles than ``k``). Seeded this way, KMeans starts from coherent groups; k-means++ alone
+    sometimes lets one cluster swallow a third of the catalog (seen on the real catalog at k=60)."""
+    codes, uniques = pd.factorize(aisle_ids, sort=True)
+    if len(uniques) < k:
+        return "k-means++"
+    sizes = np.bincount(codes)
+    largest = np.argsort(-sizes, kind="stable")[:k]
+    centers = np.empty((k, matrix.shape[1]))
+    for i, code in enumerate(largest):
+        centers[i] = np.asarray(matrix[codes == code].mean(axis=0)).ravel()
+    return centers
+
+
+def _kmeans(matrix, aisle_ids: np.ndarray, k: int, settings: ProductClusterSettings):
+    from sklearn.cluster import KMeans
+
+    init = initial_centers(matrix, aisle_ids, k)
+    n_init = settings.n_init if isinstance(init, str) else 1
+    return KMeans(n_clusters=k, init=init, n_init=n_init, random_state=settings.seed).fit(matrix)
+
+
 @dataclass
 class ProductClustering:
     clusters: pd.DataFrame  # product_id, cluster_id, cluster_label
@@ -120,13 +143,12 @@ def cluster_products(
     settings: ProductClusterSettings = ProductClusterSettings(),
 ) -> ProductClustering:
     """Cluster the catalog; see the module docstring."""
-    from sklearn.cluster import KMeans
-
     from basket_insights.segments import find_knee
 
     if products.empty:
         raise ValueError("the catalog has no products: nothing to cluster")
     matrix, terms = product_matrix(products, settings)
+    aisle_ids = products["aisle_id"].to_numpy()
     n_distinct = min(len(products), matrix.shape[0])
     if settings.k is not None:
         k = max(1, min(settings.k, n_distinct))
@@ -137,14 +159,14 @@ def cluster_products(
         grid = [k for k in settings.k_grid if k <= n_distinct] or [max(1, n_distinct)]
         rows = []
         for k in grid:
-            model = KMeans(n_clusters=k, n_init=settings.n_init, random_state=settings.seed).fit(matrix)
+            model = _kmeans(matrix, aisle_ids, k, settings)
             rows.append((k, float(model.inertia_)))
         elbow_table = pd.DataFrame(rows, columns=["k", "inertia"])
         k = find_knee(elbow_table["k"].to_numpy(), elbow_table["inertia"].to_numpy())
         elbow_table["silhouette"] = np.nan
         elbow_table["knee"] = elbow_table["k"] == k
         elbow_table["chosen"] = elbow_table["k"] == k
-    model = KMeans(n_clusters=k, n_init=settings.n_init, random_state=settings.seed).fit(matrix)
+    model = _kmeans(matrix, aisle_ids, k, settings)
     labels = model.labels_
 
     aisle_name = aisles.set_index("aisle_id")["aisle"]
