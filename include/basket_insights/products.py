@@ -10,7 +10,8 @@ Product vectors (:func:`product_matrix`), kept sparse end to end:
   but zero on the aisle and department blocks: the weights make the shelf matter without
   letting it swamp what the product is.
 
-KMeans (sparse input, started from the centroids of the largest aisles) with k fixed by a setting or chosen by the same elbow machinery
+KMeans (sparse input, started from the centroids of the largest aisles) with k fixed by a setting
+or chosen by the same elbow machinery
 as the customer segments (:func:`basket_insights.segments.elbow`) over a coarse grid. Each
 cluster gets a label from its top name terms and its dominant department.
 
