@@ -48,7 +48,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
+from airflow.sdk import (
+    Asset,
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    PokeReturnValue,
+    dag,
+    task,
+)
 
 from basket_insights.config import GOLD_TABLES, load_settings
 
@@ -78,11 +87,20 @@ def _lake():
     catchup=SETTINGS.catchup,
     max_active_runs=SETTINGS.max_active_runs,
     doc_md=__doc__,
+    # Airflow 3's replacement for SLAs: alert when a run is not done in time (basket_insights.alerts).
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=SETTINGS.deadline_minutes),
+        callback=AsyncCallback(
+            "basket_insights.alerts.deadline_missed",
+            kwargs={"dag_id": "basket_insights", "deadline_minutes": SETTINGS.deadline_minutes},
+        ),
+    ),
     tags=["basket-insights", "instacart"],
     default_args={
         "owner": "basket-insights",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
+        "retries": SETTINGS.task_retries,
+        "retry_delay": timedelta(seconds=SETTINGS.retry_delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
     },

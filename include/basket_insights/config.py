@@ -115,6 +115,12 @@ class Settings:
     db_conn_id:
         Airflow connection (``postgres`` or ``sqlite``) the ``publish`` task loads the gold tables
         into and the UI plugin reads (``BASKET_DB_CONN_ID``); ``None`` for the embedded default.
+    task_retries / retry_delay_s:
+        Retries of every task but the sensor, and the first delay between them, doubled each retry up
+        to 10 minutes (``BASKET_TASK_RETRIES``, ``BASKET_RETRY_DELAY``).
+    deadline_minutes:
+        A run not done this many minutes after it was queued raises a deadline alert
+        (``BASKET_DEADLINE_MINUTES``; ``BASKET_ALERT_WEBHOOK`` receives it, see ``alerts.py``).
     db_path:
         The embedded default database, a SQLite file (``BASKET_DB_PATH``; ``<repo>/.warehouse.sqlite``).
     """
@@ -142,6 +148,9 @@ class Settings:
     recommend_recent_orders: int = 3
     recommend_shards: int = 1
     db_conn_id: str | None = None
+    deadline_minutes: int = 180
+    task_retries: int = 2
+    retry_delay_s: int = 30
     db_path: str = str(REPO_ROOT / ".warehouse.sqlite")
 
     def __post_init__(self) -> None:
@@ -184,5 +193,8 @@ def load_settings() -> Settings:
         recommend_recent_orders=_env_int("BASKET_RECOMMEND_RECENT_ORDERS", 3, 1, 100),
         recommend_shards=_env_int("BASKET_RECOMMEND_SHARDS", 1, 1, 256),
         db_conn_id=os.environ.get("BASKET_DB_CONN_ID") or None,
+        deadline_minutes=_env_int("BASKET_DEADLINE_MINUTES", 180, 1, 7 * 24 * 60),
+        task_retries=_env_int("BASKET_TASK_RETRIES", 2, 0, 20),
+        retry_delay_s=_env_int("BASKET_RETRY_DELAY", 30, 1, 3600),
         db_path=os.environ.get("BASKET_DB_PATH") or str(REPO_ROOT / ".warehouse.sqlite"),
     )

