@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -241,6 +242,71 @@ def test_a_cleared_date_reruns_with_identical_outputs(stack: dict, all_runs: dic
         assert after.equals(before[table]), f"{table} differs after the re-run"
 
 
+def test_a_backfill_from_the_airflow_ui_in_chromium(stack: dict, all_runs: dict) -> None:
+    """The way our users backfill: log in, open the DAG, Trigger ▸ Backfill, pick the dates, Run Backfill."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.test_plugin import ARTIFACTS, _chromium
+
+    api, lake = stack["api"], stack["lake"]
+    ds = (TODAY - timedelta(days=6)).isoformat()
+    password = json.loads((stack["native"].folder / "secrets.json").read_text())["admin_password"]
+    browser = _chromium()
+    wait = WebDriverWait(browser, 60)
+
+    def button(text: str):
+        return wait.until(lambda b: next((e for e in b.find_elements(By.TAG_NAME, "button")
+                                          if e.text.strip() == text and e.is_displayed()), None))  # fmt: skip
+
+    def pick(label: str) -> str:
+        field = next(e for e in browser.find_elements(By.TAG_NAME, "label") if e.text == label)
+        field = field.find_element(By.XPATH, "./..")
+        field.find_element(By.CSS_SELECTOR, "[data-testid=datetime-input]").click()
+
+        def open_popover(b):
+            shown = [p for p in b.find_elements(By.CSS_SELECTOR, "[data-part=content]") if p.is_displayed()]
+            return next((p for p in shown if p.find_elements(By.TAG_NAME, "input")), None)
+
+        popover = wait.until(open_popover)
+        day, hour = popover.find_elements(By.TAG_NAME, "input")[:2]
+        day.send_keys(Keys.CONTROL, "a")
+        day.send_keys(ds.replace("-", "/"))
+        hour.send_keys(Keys.CONTROL, "a")
+        hour.send_keys("00:00", Keys.ENTER)
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        return field.text
+
+    try:
+        browser.get(f"{api.base}/")
+        wait.until(lambda b: b.find_elements(By.NAME, "username"))
+        browser.find_element(By.NAME, "username").send_keys("admin")
+        browser.find_element(By.NAME, "password").send_keys(password)
+        button("Sign in").click()
+        wait.until(lambda b: "/auth/login" not in b.current_url)
+        browser.get(f"{api.base}/dags/{DAG}")
+        button("Trigger").click()
+        wait.until(lambda b: any(e.text.startswith("Backfill") for e in b.find_elements(By.TAG_NAME, "label")))
+        next(e for e in browser.find_elements(By.TAG_NAME, "label") if e.text.startswith("Backfill")).click()
+        picked = date.fromisoformat(ds)
+        for label in ("From", "To"):
+            shown = pick(label)  # e.g. "From\nNov 21, 2026 00:00"
+            assert re.search(rf"{picked:%b} 0?{picked.day}, {picked.year} 00:00", shown), shown
+        wait.until(lambda b: "1 run will be triggered." in b.page_source)
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "ui-backfill.png"))
+        button("Run Backfill").click()
+        wait.until(lambda b: ds in api.runs())
+    finally:
+        browser.quit()
+    runs = api.wait_for_success([ds], 600, stack["native"].logs)
+    assert runs[ds]["run_type"] == "backfill"
+    assert lake.manifest("gold", "recommendations", ds) is not None
+    served = api.call("GET", "/basket-insights/api/dates")
+    assert ds in [d["ds"] for d in served["published"]]
+
+
 GOLD = ("recommendations", "customer_segments", "association_rules", "evaluation", "product_clusters")
 
 
@@ -281,7 +347,16 @@ def test_a_corrupt_drop_above_the_threshold_fails_the_run_and_publishes_nothing(
     bad = [",".join([*r.split(",")[:4], "9", *r.split(",")[5:]]) if i % 3 == 0 else r for i, r in enumerate(rows)]
     lake.put_landing("orders", ds, ("\n".join([header, *bad]) + "\n").encode())
     try:
-        run = api.call("POST", f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": f"{ds}T00:00:00Z", "conf": {}})
+        # A backfill: a manual run before the DAG's start date would run no task at all.
+        day = f"{ds}T00:00:00Z"
+        body = {"dag_id": DAG, "from_date": day, "to_date": day, "max_active_runs": 1, "reprocess_behavior": "none",
+                "dag_run_conf": {}}  # fmt: skip
+        api.call("POST", "/api/v2/backfills", body)
+        deadline = time.monotonic() + 120
+        while ds not in api.runs():
+            assert time.monotonic() < deadline, "the backfill created no run"
+            time.sleep(2)
+        run = api.runs()[ds]
         assert api.wait_for_run(run["dag_run_id"], {"failed", "success"}, 420) == "failed"
         ingest = api.task(run["dag_run_id"], "ingest_orders")
         assert ingest["state"] == "failed"
