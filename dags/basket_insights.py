@@ -60,6 +60,7 @@ from airflow.sdk import (
 )
 
 from basket_insights.config import GOLD_TABLES, load_settings
+from basket_insights.metrics import task_finished, task_started
 
 SETTINGS = load_settings()
 
@@ -95,7 +96,9 @@ def _lake():
             "basket_insights.alerts.deadline_missed",
             kwargs={"dag_id": "basket_insights", "deadline_minutes": SETTINGS.deadline_minutes},
         ),
-    ),
+    )
+    if SETTINGS.deadline_minutes
+    else None,
     tags=["basket-insights", "instacart"],
     default_args={
         "owner": "basket-insights",
@@ -103,6 +106,9 @@ def _lake():
         "retry_delay": timedelta(seconds=SETTINGS.retry_delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        # "task metrics: wall, CPU, peak memory, rows" in every task log (basket_insights.metrics)
+        "on_execute_callback": task_started,
+        "on_success_callback": task_finished,
     },
     params={
         "force_reingest": Param(False, type="boolean", description="Re-ingest every drop up to ds, changed or not."),

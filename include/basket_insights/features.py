@@ -171,6 +171,8 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
     lake.write_table("silver", "user_features", ds, table, run_id=run_id)
     log.info("build_features ds=%s: %d users with features in %.1f s", ds, len(features), time.monotonic() - started)
     return {
+        "rows_in": orders_tbl.num_rows + lines_tbl.num_rows,
+        "rows_out": len(features),
         "users": len(features),
         "orders": orders_tbl.num_rows,
         "order_lines": lines_tbl.num_rows,

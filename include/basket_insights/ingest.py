@@ -526,7 +526,12 @@ def ingest_catalog(lake: Lake, ds: str, *, max_bad_fraction: float, run_id: str 
                 run_id=run_id,
                 known_for=known if table == "products" else None,
             )
-    return {"drops": [d.as_dict() for d in drops], "catalog": catalog_as_of(lake, ds)}
+    return {
+        "drops": [d.as_dict() for d in drops],
+        "catalog": catalog_as_of(lake, ds),
+        "rows_in": sum(d.rows_in for d in drops),
+        "rows_out": sum(d.rows_ingested for d in drops),
+    }
 
 
 def ingest_orders(lake: Lake, ds: str, *, max_bad_fraction: float, run_id: str = "", force: bool = False) -> dict:
@@ -582,6 +587,7 @@ def _summary(table: str, drops: list[DropResult]) -> dict:
         "rows_in": sum(d.rows_in for d in drops),
         "rows_ingested": sum(d.rows_ingested for d in drops),
         "rows_quarantined": sum(d.rows_quarantined for d in drops),
+        "rows_out": sum(d.rows_ingested for d in drops),
     }
 
 

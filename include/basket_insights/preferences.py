@@ -202,6 +202,8 @@ def run_link_preferences(lake: Lake, ds: str, settings: SegmentSettings, *, run_
         time.monotonic() - started,
     )
     return {
+        "rows_in": len(lines),
+        "rows_out": int(result.user_preferences.shape[0]),
         "users": int(result.preference_segments.shape[0]),
         "preference_segments": len(result.preference_segment_profiles),
     }

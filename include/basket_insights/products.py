@@ -277,6 +277,8 @@ def run_cluster_products(
     for table, data in tables.items():
         lake.write_table("gold", table, ds, data, run_id=run_id, extra={"catalog_key": key, "reused_from": reused_from})
     return {
+        "rows_in": len(products),
+        "rows_out": len(products),
         "products": len(products),
         "clusters": tables["product_cluster_summary"].num_rows,
         "reused_from": reused_from,

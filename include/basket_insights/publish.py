@@ -337,7 +337,9 @@ def run_publish(lake: Lake, warehouse: Warehouse, ds: str, *, run_id: str = "") 
     log.info("publish ds=%s: gold tables read %s (%.1f s)", ds, {k: v.num_rows for k, v in tables.items()},
              time.monotonic() - started)  # fmt: skip
     counts = publish_tables(warehouse, ds, tables, run_id=run_id)
-    return {"database": str(warehouse), "rows": counts, "seconds": round(time.monotonic() - started, 1)}
+    total = sum(counts.values())
+    return {"rows_in": total, "rows_out": total, "database": str(warehouse), "rows": counts,
+            "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
 
 # -- reads for the plugin's API ------------------------------------------------------------------

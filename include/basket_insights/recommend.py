@@ -345,7 +345,8 @@ def run_recommend(lake: Lake, ds: str, settings: RecommendSettings, shard: int =
     by_source = recs["source"].value_counts().to_dict()
     log.info("recommend ds=%s shard %d/%d: %d recommendations %s (%.1f s)", ds, shard + 1, settings.shards, len(recs),
              by_source, time.monotonic() - started)  # fmt: skip
-    return {"shard": shard, "users": len(users), "recommendations": len(recs), "by_source": by_source}
+    return {"rows_in": len(history.lines), "rows_out": len(recs), "shard": shard, "users": len(users),
+            "recommendations": len(recs), "by_source": by_source}  # fmt: skip
 
 
 def run_collect_recommendations(lake: Lake, ds: str, shards: int, *, run_id: str = "") -> dict:
@@ -353,7 +354,7 @@ def run_collect_recommendations(lake: Lake, ds: str, shards: int, *, run_id: str
     parts = [lake.read_table("silver", shard_table(i, shards), dates=[ds]) for i in range(shards)]
     table = pa.concat_tables(parts)
     lake.write_table("gold", "recommendations", ds, table, run_id=run_id)
-    return {"recommendations": table.num_rows, "shards": shards}
+    return {"rows_in": table.num_rows, "rows_out": table.num_rows, "recommendations": table.num_rows, "shards": shards}
 
 
 def holdout(history: History) -> tuple[History, pd.DataFrame]:
@@ -444,4 +445,5 @@ def run_evaluate(lake: Lake, ds: str, rule_settings: object, settings: Recommend
     lake.write_table("gold", "evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id)
     log.info("evaluate ds=%s: %s (%.1f s)", ds, table.drop(columns=["ds"]).round(4).to_dict("records"),
              time.monotonic() - started)  # fmt: skip
-    return {row["method"]: round(row["hit_rate"], 4) for row in table.to_dict("records")}
+    hit_rates = {row["method"]: round(row["hit_rate"], 4) for row in table.to_dict("records")}
+    return {"rows_in": len(history.lines), "rows_out": len(table), **hit_rates}

@@ -486,4 +486,5 @@ def run_report(lake: Lake, ds: str, *, run_id: str = "") -> dict:
     lake.write_files("gold", "report", ds, {"index.html": html.encode()}, run_id=run_id)
     page = lake.display(lake.partition("gold", "report", ds) / "index.html")
     log.info("report ds=%s: %s (%d KB, %.1f s)", ds, page, len(html) // 1024, time.monotonic() - started)
-    return {"report": page, "plots": sorted(plots), "headline": headline(inputs)}
+    return {"rows_in": inputs.recommended_users, "rows_out": len(plots) + 1, "report": page, "plots": sorted(plots),
+            "headline": headline(inputs)}  # fmt: skip

@@ -454,4 +454,5 @@ def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str =
              [f"{a} -> {c} (lift {lift:.1f})" for a, c, lift in
               zip(top["antecedent_names"], top["consequent_names"], top["lift"], strict=True)],
              time.monotonic() - started)  # fmt: skip
-    return {"baskets": baskets.n_baskets, "itemsets": len(itemset_table), "rules": len(rule_table)}
+    return {"rows_in": len(baskets.items), "rows_out": len(itemset_table) + len(rule_table),
+            "baskets": baskets.n_baskets, "itemsets": len(itemset_table), "rules": len(rule_table)}  # fmt: skip

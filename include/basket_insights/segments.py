@@ -339,4 +339,5 @@ def run_segment_customers(lake: Lake, ds: str, settings: SegmentSettings, *, run
         lake.write_table("gold", table, ds, pa.Table.from_pandas(frame, preserve_index=False), run_id=run_id)
     sizes = dict(zip(result.profiles["segment_name"], result.profiles["size"].astype(int), strict=True))
     log.info("segment_customers ds=%s: segments %s (%.1f s)", ds, sizes, time.monotonic() - started)
-    return {"users": len(result.assignments), "k": k, "segments": sizes}
+    users = len(result.assignments)
+    return {"rows_in": len(features), "rows_out": users, "users": users, "k": k, "segments": sizes}

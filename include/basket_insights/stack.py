@@ -230,6 +230,7 @@ def stack_environment(stack: NativeStack, values: dict[str, str], ports: dict[st
         "BASKET_LAKE_URL": "s3://lake",
         "BASKET_LAKE_CONN_ID": "lake_s3",
         "BASKET_DB_CONN_ID": "basket_db",
+        "BASKET_DEADLINE_MINUTES": "180",
         "STACK_S3_ENDPOINT": f"http://127.0.0.1:{stack.s3_port}",
         "STACK_S3_ACCESS_KEY_ID": values["s3_access_key"],
         "STACK_S3_SECRET_ACCESS_KEY": values["s3_secret_key"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,15 @@ def _assert_run_outputs(lake: Lake, days: list[str], users_at_least: int) -> Non
 def test_dag_run_on_a_generated_feed_then_rerun(airflow_home: dict[str, str], tmp_path: Path) -> None:
     lake = Lake((tmp_path / "lake").as_uri())
     summary = generate(lake, users=400, days=21, end_date=END, seed=4)
-    code, log = run_dag_test(airflow_home, END, {"BASKET_LAKE_URL": lake.url})
+    metrics = tmp_path / "metrics.jsonl"
+    code, log = run_dag_test(airflow_home, END, {"BASKET_LAKE_URL": lake.url, "BASKET_METRICS_FILE": str(metrics)})
     assert code == 0, log[-5000:]
+    # every task reports its wall/CPU seconds, peak memory and rows, in its log and to the metrics file
+    records = {r["task_id"]: r for r in map(json.loads, metrics.read_text().splitlines())}
+    assert set(records) >= {"ingest_orders", "build_features", "mine_rules", "recommend", "report", "publish"}
+    assert records["ingest_orders"]["rows_in"] == summary["orders"] == records["ingest_orders"]["rows_out"]
+    assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 50 for r in records.values())
+    assert "task metrics:" in log
     days = lake.landing_dates("orders")
     _assert_run_outputs(lake, days, users_at_least=300)
     assert lake.read_table("bronze", "orders").num_rows == summary["orders"]
