@@ -120,6 +120,23 @@ def cmd_bench_publish(args: argparse.Namespace) -> dict:
     return {"publish": rows}
 
 
+def cmd_bench_pipeline(args: argparse.Namespace) -> dict:
+    from basket_insights.bench import bench_pipeline, format_pipeline, update_docs
+    from basket_insights.config import REPO_ROOT
+
+    result = bench_pipeline(users=args.users, days=args.days, seed=args.seed, cache=args.cache,
+                            baseline_timeout=args.baseline_timeout)  # fmt: skip
+    command = "python -m basket_insights " + " ".join(sys.argv[1:])
+    section = format_pipeline(result, command)
+    print(section, file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    if not args.no_docs:
+        update_docs(section, REPO_ROOT / "docs" / "benchmarks.md")
+    return result
+
+
 def cmd_stack(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
@@ -248,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--tools", default=None, help="comma-separated subset of the tools")
     br.add_argument("--json", default=None, help="also write the table as JSON here")
     br.set_defaults(func=cmd_bench_rules)
+    bl = bench_sub.add_parser(
+        "pipeline", help="the whole daily run through Airflow at scale, and the notebook baseline"
+    )
+    bl.add_argument("--users", type=_positive, default=206_209)
+    bl.add_argument("--days", type=_positive, default=365)
+    bl.add_argument("--seed", type=int, default=1)
+    bl.add_argument("--cache", default=".bench", help="where the generated feed and its history are kept")
+    bl.add_argument("--baseline-timeout", type=float, default=900.0, help="seconds before the baseline is stopped")
+    bl.add_argument("--json", default=None, help="write the result here: total_seconds, baseline_seconds, tasks")
+    bl.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    bl.set_defaults(func=cmd_bench_pipeline)
     bp = bench_sub.add_parser("publish", help="publish N×10 recommendation rows to PostgreSQL (COPY) and SQLite")
     bp.add_argument("--users", type=_positive, default=200_000, help="users × 10 rows (default: 2 million rows)")
     bp.add_argument("--runs", type=_positive, default=3)

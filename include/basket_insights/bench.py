@@ -283,3 +283,236 @@ def bench_publish(targets: dict[str, Any], users: int = 200_000, runs: int = 3) 
         rows.append({"database": name, "rows": table.num_rows, "seconds": statistics.median(seconds),
                      "runs": [round(s, 2) for s in seconds]})  # fmt: skip
     return rows
+
+
+# -- the whole daily run through Airflow, against the seed notebook's method ---------------------
+
+#: The last date of the harness's cached feed (fixed, so the cache is reusable).
+PIPELINE_END = "2026-06-30"
+_DOCS_START, _DOCS_END = "<!-- bench-pipeline:start -->", "<!-- bench-pipeline:end -->"
+
+_BASELINE = textwrap.dedent(
+    """
+    # The seed notebook's method, kept as the baseline: pandas features, KMeans on a 10% user sample,
+    # a one-hot basket table and mlxtend apriori at support 0.01.
+    import json, resource, sys, time
+    limit = int(sys.argv[3])
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    started = time.perf_counter()
+    steps = {}
+    try:
+        import pandas as pd
+        from basket_insights.lake import Lake
+        lake = Lake(sys.argv[1])
+        ds = sys.argv[2]
+        orders = lake.read_table("bronze", "orders", up_to=ds).to_pandas()
+        lines = lake.read_table("bronze", "order_products", up_to=ds).to_pandas()
+        steps["read"] = time.perf_counter() - started
+        merged = lines.merge(orders[["order_id", "user_id"]], on="order_id")
+        basket = merged.groupby("order_id").size().rename("basket_size").reset_index()
+        orders = orders.merge(basket, on="order_id", how="left")
+        features = orders.groupby("user_id").agg(total_orders=("order_id", "count"),
+            mean_days=("days_since_prior_order", "mean"), mean_basket=("basket_size", "mean"))
+        features["reorder_ratio"] = merged.groupby("user_id")["reordered"].mean()
+        features = features.fillna(0)
+        steps["features"] = time.perf_counter() - started
+        from sklearn.cluster import KMeans
+        from sklearn.preprocessing import StandardScaler
+        sample = features.sample(frac=0.1, random_state=0)
+        scaler = StandardScaler().fit(sample)
+        model = KMeans(n_clusters=4, n_init=10, random_state=0).fit(scaler.transform(sample))
+        features["segment"] = model.predict(scaler.transform(features))
+        steps["kmeans"] = time.perf_counter() - started
+        from mlxtend.frequent_patterns import apriori, association_rules
+        onehot = pd.crosstab(merged["order_id"], merged["product_id"]).astype(bool)
+        steps["onehot"] = time.perf_counter() - started
+        itemsets = apriori(onehot, min_support=0.01, use_colnames=True)
+        rules = association_rules(itemsets, metric="lift", min_threshold=1.0)
+        steps["apriori"] = time.perf_counter() - started
+        status = f"ok: {len(features)} users, {len(itemsets)} itemsets, {len(rules)} rules"
+    except MemoryError:
+        status = "MemoryError"
+    print(json.dumps({"seconds": time.perf_counter() - started, "status": status, "steps": steps}))
+    """
+)
+
+
+def run_baseline(lake_url: str, ds: str, timeout: float, memory_gb: float) -> dict[str, Any]:
+    """The notebook method in a fresh process, capped at ``timeout`` seconds and ``memory_gb``."""
+    import time
+
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-c", _BASELINE, lake_url, ds, str(int(memory_gb * 2**30))],
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"seconds": timeout, "status": f"timed out after {timeout:.0f} s", "steps": {}}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return {"seconds": time.perf_counter() - started, "status": f"failed: {last[:200]}", "steps": {}}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, str]:
+    import os
+    from pathlib import Path
+
+    from basket_insights.config import REPO_ROOT
+
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "BASKET_LAKE_URL": lake_url,
+        "BASKET_DROP_POKE_INTERVAL": "1",
+        **extra,
+    }
+
+
+def _dag_test(env: dict[str, str], ds: str, log_path: Any) -> float:
+    import time
+
+    airflow = str(__import__("pathlib").Path(sys.executable).with_name("airflow"))
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        done = subprocess.run([airflow, "dags", "test", "basket_insights", ds], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+    seconds = time.perf_counter() - started
+    text = open(log_path).read()
+    if done.returncode != 0 or "state=failed" in text:
+        raise RuntimeError(f"airflow dags test {ds} failed (log {log_path}):\n{text[-3000:]}")
+    return seconds
+
+
+def _drop_date(lake_root: Any, ds: str) -> None:
+    """Remove every partition of ``ds`` but the landing drops, so the day's work is done again."""
+    import shutil
+
+    for zone in ("bronze", "silver", "gold", "quarantine", "validation"):
+        for folder in (lake_root / zone).glob(f"*/ds={ds}"):
+            shutil.rmtree(folder)
+
+
+def bench_pipeline(
+    users: int = 206_209,
+    days: int = 365,
+    seed: int = 1,
+    cache: str = ".bench",
+    baseline_timeout: float = 900.0,
+    baseline_memory_gb: float = 16.0,
+) -> dict[str, Any]:
+    """Generate (once, cached) a feed, load its history (run for the day before), then time the daily
+    run of the last date through ``airflow dags test`` with per-task measurements, and the notebook
+    method on the same data. See ``python -m basket_insights bench pipeline --help``."""
+    import tempfile
+    import time
+    from datetime import date, timedelta
+    from pathlib import Path
+
+    from basket_insights.config import REPO_ROOT
+    from basket_insights.lake import Lake
+
+    root = Path(cache).resolve() / f"pipeline-{users}-{days}-{seed}"
+    lake_root = root / "lake"
+    lake_url = lake_root.as_uri()
+    day_before = (date.fromisoformat(PIPELINE_END) - timedelta(days=1)).isoformat()
+    result: dict[str, Any] = {"users": users, "days": days, "seed": seed, "ds": PIPELINE_END, "lake": lake_url}
+    if not (root / "generated.json").exists():
+        from basket_insights.synth import generate
+
+        catalog = REPO_ROOT.parent / "shared" / "instacart"
+        started = time.perf_counter()
+        summary = generate(Lake(lake_url), users=users, days=days, end_date=PIPELINE_END, seed=seed,
+                           catalog_dir=catalog if (catalog / "products.csv").exists() else None)  # fmt: skip
+        summary["seconds"] = round(time.perf_counter() - started, 1)
+        (root / "generated.json").write_text(json.dumps(summary, default=str))
+    result["feed"] = json.loads((root / "generated.json").read_text())
+    landing = sum(p.stat().st_size for p in (lake_root / "landing").rglob("*.csv"))
+    result["landing_mb"] = round(landing / 2**20, 1)
+
+    with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
+        env = _airflow_env(home, lake_url, {"BASKET_DB_PATH": str(root / "warehouse.sqlite")})
+        migrate = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
+                                 capture_output=True, text=True)  # fmt: skip
+        if migrate.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
+        if not (root / "history.json").exists():
+            # The historical load: every drop up to the day before, in one run (timed, reported apart).
+            metrics = root / "history-metrics.jsonl"
+            metrics.unlink(missing_ok=True)
+            seconds = _dag_test({**env, "BASKET_METRICS_FILE": str(metrics)}, day_before, root / "history.log")
+            tasks = [json.loads(line) for line in metrics.read_text().splitlines()]
+            (root / "history.json").write_text(json.dumps({"seconds": seconds, "tasks": tasks}))
+        history = json.loads((root / "history.json").read_text())
+        ingest = [t for t in history["tasks"] if t["task_id"].startswith("ingest_")]
+        ingest_seconds = sum(t["seconds"] for t in ingest)
+        result["historical_load"] = {
+            "seconds": round(history["seconds"], 1),
+            "ingest_seconds": round(ingest_seconds, 1),
+            "ingest_mb_per_s": round(landing / 2**20 / ingest_seconds, 1) if ingest_seconds else None,
+        }
+        _drop_date(lake_root, PIPELINE_END)
+        metrics = root / "daily-metrics.jsonl"
+        metrics.unlink(missing_ok=True)
+        total = _dag_test({**env, "BASKET_METRICS_FILE": str(metrics)}, PIPELINE_END, root / "daily.log")
+    tasks = [json.loads(line) for line in metrics.read_text().splitlines()]
+    result["total_seconds"] = round(total, 1)
+    result["tasks"] = [{k: t[k] for k in ("task_id", "seconds", "cpu_seconds", "peak_rss_mb", "rows_in", "rows_out")}
+                       | ({"map_index": t["map_index"]} if t["map_index"] >= 0 else {}) for t in tasks]  # fmt: skip
+    result["task_seconds"] = round(sum(t["seconds"] for t in tasks), 1)
+    result["max_peak_rss_mb"] = max(t["peak_rss_mb"] for t in tasks)
+    baseline = run_baseline(lake_url, PIPELINE_END, baseline_timeout, baseline_memory_gb)
+    result["baseline"] = baseline
+    result["baseline_seconds"] = round(baseline["seconds"], 1)
+    result["ratio"] = round(baseline["seconds"] / total, 2)
+    return result
+
+
+def format_pipeline(result: dict[str, Any], command: str) -> str:
+    """The Markdown section of docs/benchmarks.md for one harness result."""
+    import platform
+    from datetime import date
+
+    rows = ["| task | wall s | CPU s | peak RSS MB | rows in | rows out |", "|---|---|---|---|---|---|"]
+    for t in result["tasks"]:
+        name = t["task_id"] + (f"[{t['map_index']}]" if "map_index" in t else "")
+        rows.append(f"| {name} | {t['seconds']:.1f} | {t['cpu_seconds']:.1f} | {t['peak_rss_mb']:,.0f} | "
+                    f"{t['rows_in'] if t['rows_in'] is None else format(t['rows_in'], ',')} | "
+                    f"{t['rows_out'] if t['rows_out'] is None else format(t['rows_out'], ',')} |")  # fmt: skip
+    baseline = result["baseline"]
+    load = result["historical_load"]
+    return "\n".join([
+        _DOCS_START,
+        f"Measured {date.today().isoformat()} on {platform.machine()}, {__import__('os').cpu_count()} cores, "
+        f"Python {platform.python_version()}:",
+        "", "```bash", command, "```", "",
+        f"Feed: {result['users']:,} users, {result['days']} days, seed {result['seed']}, "
+        f"{result['feed'].get('orders', 0):,} orders, {result['landing_mb']:,} MB of landing CSV.",
+        "",
+        f"* **Daily run of {result['ds']}** (`airflow dags test`, history already ingested): "
+        f"**{result['total_seconds']:.1f} s** wall in all ({result['task_seconds']:.1f} s inside tasks), "
+        f"peak RSS of any task **{result['max_peak_rss_mb']:,.0f} MB**.",
+        f"* **Historical load** (the run of the day before, ingesting every drop): {load['seconds']:.1f} s; "
+        f"ingest tasks {load['ingest_seconds']:.1f} s = {load['ingest_mb_per_s']} MB/s of CSV.",
+        f"* **Notebook baseline** on the same data: {baseline['seconds']:.1f} s, {baseline['status']} "
+        f"(steps: {', '.join(f'{k} {v:.0f} s' for k, v in baseline['steps'].items()) or '—'}); "
+        f"ratio baseline / daily run = {result['ratio']}.",
+        "", *rows, _DOCS_END,
+    ])  # fmt: skip
+
+
+def update_docs(section: str, path: Any) -> None:
+    """Replace the harness's section of docs/benchmarks.md (appending it the first time)."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text()
+    if _DOCS_START in text and _DOCS_END in text:
+        head, rest = text.split(_DOCS_START, 1)
+        text = head + section + rest.split(_DOCS_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## The whole daily run at scale (`bench pipeline`)\n\n" + section + "\n"
+    path.write_text(text)
