@@ -99,7 +99,15 @@ class Api:
         path = (f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
                 f"?full_content=true&map_index={map_index}")  # fmt: skip
         content = self.call("GET", path)["content"]
-        return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
+        lines = []
+        for entry in content:
+            if not isinstance(entry, dict):
+                lines.append(str(entry))
+                continue
+            lines.append(str(entry.get("event", "")))
+            if "error_detail" in entry:  # a failure: the exception's type and message, as the UI shows them
+                lines.append(json.dumps(entry["error_detail"]))
+        return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -266,16 +274,22 @@ def test_a_backfill_from_the_airflow_ui_in_chromium(stack: dict, all_runs: dict)
         field.find_element(By.CSS_SELECTOR, "[data-testid=datetime-input]").click()
 
         def open_popover(b):
-            shown = [p for p in b.find_elements(By.CSS_SELECTOR, "[data-part=content]") if p.is_displayed()]
-            return next((p for p in shown if p.find_elements(By.TAG_NAME, "input")), None)
+            shown = [
+                p
+                for p in b.find_elements(By.CSS_SELECTOR, "[data-scope=popover][data-part=content]")
+                if p.is_displayed()
+            ]
+            return next((p for p in shown if len(p.find_elements(By.TAG_NAME, "input")) >= 2), None)
 
-        popover = wait.until(open_popover)
-        day, hour = popover.find_elements(By.TAG_NAME, "input")[:2]
-        day.send_keys(Keys.CONTROL, "a")
-        day.send_keys(ds.replace("-", "/"))
-        hour.send_keys(Keys.CONTROL, "a")
-        hour.send_keys("00:00", Keys.ENTER)
+        day, hour = wait.until(open_popover).find_elements(By.TAG_NAME, "input")[:2]
+        for box, text in ((day, ds.replace("-", "/")), (hour, "00:00")):
+            box.click()
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(text)
+        hour.send_keys(Keys.ENTER)
+        wait.until(lambda b: "Select date and time" not in field.text)
         browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        wait.until(lambda b: open_popover(b) is None)
         return field.text
 
     try:
