@@ -137,6 +137,14 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_bench_scaling(args: argparse.Namespace) -> dict:
+    from basket_insights.bench import plot_scaling
+
+    results = [json.load(open(path)) for path in args.results]
+    plot_scaling(results, args.out)
+    return {r["users"]: {"total_seconds": r["total_seconds"], "max_peak_rss_mb": r["max_peak_rss_mb"]} for r in results}
+
+
 def cmd_stack(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
@@ -276,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--json", default=None, help="write the result here: total_seconds, baseline_seconds, tasks")
     bl.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     bl.set_defaults(func=cmd_bench_pipeline)
+    bs = bench_sub.add_parser("scaling", help="plot time and memory per task from several `bench pipeline --json`")
+    bs.add_argument("results", nargs="+", help="JSON files written by bench pipeline --json")
+    bs.add_argument("--out", default="docs/images/scaling.png")
+    bs.set_defaults(func=cmd_bench_scaling)
     bp = bench_sub.add_parser("publish", help="publish N×10 recommendation rows to PostgreSQL (COPY) and SQLite")
     bp.add_argument("--users", type=_positive, default=200_000, help="users × 10 rows (default: 2 million rows)")
     bp.add_argument("--runs", type=_positive, default=3)

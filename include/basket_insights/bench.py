@@ -516,3 +516,33 @@ def update_docs(section: str, path: Any) -> None:
     else:
         text = text.rstrip() + "\n\n## The whole daily run at scale (`bench pipeline`)\n\n" + section + "\n"
     path.write_text(text)
+
+
+def plot_scaling(results: list[dict[str, Any]], path: Any) -> None:
+    """Wall seconds and peak RSS of each task of the daily run against the number of users (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    results = sorted(results, key=lambda r: r["users"])
+    users = [r["users"] for r in results]
+
+    def slowest(name: str) -> float:
+        return -max(sum(t["seconds"] for t in r["tasks"] if t["task_id"] == name) for r in results)
+
+    tasks = sorted({t["task_id"] for r in results for t in r["tasks"]}, key=slowest)
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    seconds_ax, memory_ax = fig.subplots(1, 2)
+    for name in tasks[:8]:
+        per_run = [[t for t in r["tasks"] if t["task_id"] == name] for r in results]
+        seconds_ax.plot(users, [sum(t["seconds"] for t in ts) for ts in per_run], "o-", label=name)
+        memory_ax.plot(
+            users, [max((t["peak_rss_mb"] for t in ts), default=0) / 1024 for ts in per_run], "o-", label=name
+        )
+    seconds_ax.plot(users, [r["total_seconds"] for r in results], "k--", label="whole run (wall)")
+    seconds_ax.set(xlabel="users", ylabel="seconds", title="Daily run: time per task")
+    memory_ax.set(xlabel="users", ylabel="peak RSS (GB)", title="Daily run: peak memory per task")
+    seconds_ax.legend(fontsize=7)
+    memory_ax.legend(fontsize=7)
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})

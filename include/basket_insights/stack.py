@@ -297,6 +297,8 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
                      "extra": {"endpoint_url": env["STACK_S3_ENDPOINT"]}}  # fmt: skip
         lines.append(f"export AIRFLOW_CONN_{env['BASKET_LAKE_CONN_ID'].upper()}={shlex.quote(json.dumps(lake_conn))}")
         (stack.folder / "env.sh").write_text("\n".join(lines) + "\n")
+        for private in (stack.state_file, stack.folder / "env.sh"):  # they hold the stack's secrets
+            os.chmod(private, 0o600)
 
     try:
         weed = shutil.which("weed", path=env["PATH"])
