@@ -241,3 +241,25 @@ def postgres_db() -> Iterator[str]:
             yield name
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def start_webhook() -> tuple[object, list[dict]]:
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it; ``(server, received)``.
+    Stop it with ``server.shutdown()``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received

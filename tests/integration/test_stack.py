@@ -11,20 +11,18 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from basket_insights.lake import Lake
 from basket_insights.synth import generate
-from tests.conftest import PG_ADMIN, free_port
+from tests.conftest import PG_ADMIN, free_port, start_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -131,19 +129,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
         tmp_path_factory.mktemp("stack"), api_port=free_port(), s3_port=free_port(),
         pg=PG_ADMIN.replace(" dbname=postgres", ""), redis_url=redis_url, name=f"e2e_{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
-    alerts: list[dict] = []
-
-    class Webhook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            alerts.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    webhook = HTTPServer(("127.0.0.1", 0), Webhook)
-    threading.Thread(target=webhook.serve_forever, daemon=True).start()
+    webhook, alerts = start_webhook()
     settings = {
         "BASKET_DEADLINE_MINUTES": "1",
         "BASKET_ALERT_WEBHOOK": f"http://127.0.0.1:{webhook.server_port}/alert",

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from basket_insights.alerts import alert_message, deadline_missed
+from tests.conftest import start_webhook
 
 
 def test_message_names_the_run_from_the_api_context() -> None:
@@ -23,19 +21,7 @@ def test_message_names_the_run_from_the_api_context() -> None:
 
 
 def test_the_callback_posts_to_the_webhook(monkeypatch, caplog) -> None:
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, received = start_webhook()
     try:
         monkeypatch.setenv("BASKET_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/alert")
         context = {"dag_run": {"dag_run_id": "manual__x", "logical_date": "2026-11-25T00:00:00Z", "state": "queued"}}
