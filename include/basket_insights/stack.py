@@ -284,7 +284,9 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
     values = _secrets(stack.folder)
     ports = {n: _free_port() for n in ("scheduler_health", "worker_logs", "trigger_logs", "master", "volume",
                                        "filer", "webdav", "iceberg", "admin")}  # fmt: skip
-    env = {**os.environ, **stack_environment(stack, values, ports), **(extra_env or {})}
+    # Connections live in the stack's metadata DB: an inherited AIRFLOW_CONN_* would shadow them.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env = {**inherited, **stack_environment(stack, values, ports), **(extra_env or {})}
     processes: dict[str, int] = {}
     commands: dict[str, list[str]] = {}
     state = {"pids": processes, "commands": commands, "api": f"http://127.0.0.1:{stack.api_port}", "env": env}
