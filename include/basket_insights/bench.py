@@ -10,10 +10,12 @@ no cache survives between runs.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 #: step name -> Python statement run with ``lake`` and ``ds`` bound (settings from the environment).
@@ -287,6 +289,8 @@ def bench_publish(targets: dict[str, Any], users: int = 200_000, runs: int = 3) 
 
 # -- the whole daily run through Airflow, against the seed notebook's method ---------------------
 
+#: The venv's ``airflow`` command (beside this interpreter).
+AIRFLOW = Path(sys.executable).with_name("airflow")
 #: The last date of the harness's cached feed (fixed, so the cache is reusable).
 PIPELINE_END = "2026-06-30"
 _DOCS_START, _DOCS_END = "<!-- bench-pipeline:start -->", "<!-- bench-pipeline:end -->"
@@ -354,8 +358,6 @@ def run_baseline(lake_url: str, ds: str, timeout: float, memory_gb: float) -> di
 
 
 def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, str]:
-    import os
-    from pathlib import Path
 
     from basket_insights.config import REPO_ROOT
 
@@ -379,7 +381,7 @@ def _dag_test(env: dict[str, str], ds: str, log_path: Any) -> float:
     Celery worker does), so each task's peak memory is its own; two tasks may run at once."""
     import time
 
-    airflow = str(__import__("pathlib").Path(sys.executable).with_name("airflow"))
+    airflow = str(AIRFLOW)
     started = time.perf_counter()
     with open(log_path, "w") as log:
         done = subprocess.run([airflow, "dags", "test", "--use-executor", "basket_insights", ds], env=env,
@@ -407,7 +409,7 @@ class _ApiServer:
         import time
         import urllib.request
 
-        airflow = str(__import__("pathlib").Path(sys.executable).with_name("airflow"))
+        airflow = str(AIRFLOW)
         self.log = open(self.log_path, "w")
         command = [airflow, "api-server", "--port", str(self.port), "--host", "127.0.0.1"]
         self.proc = subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -423,7 +425,6 @@ class _ApiServer:
                 time.sleep(1)
 
     def __exit__(self, *exc: object) -> None:
-        import os
         import signal
 
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -454,7 +455,6 @@ def bench_pipeline(
     import tempfile
     import time
     from datetime import date, timedelta
-    from pathlib import Path
 
     from basket_insights.config import REPO_ROOT
     from basket_insights.lake import Lake
@@ -479,7 +479,7 @@ def bench_pipeline(
 
     with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
         env = _airflow_env(home, lake_url, {"BASKET_DB_PATH": str(root / "warehouse.sqlite")})
-        migrate = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
+        migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env,
                                  capture_output=True, text=True)  # fmt: skip
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
@@ -531,7 +531,7 @@ def format_pipeline(result: dict[str, Any], command: str) -> str:
     load = result["historical_load"]
     return "\n".join([
         _DOCS_START,
-        f"Measured {date.today().isoformat()} on {platform.machine()}, {__import__('os').cpu_count()} cores, "
+        f"Measured {date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}:",
         "", "```bash", command, "```", "",
         f"Feed: {result['users']:,} users, {result['days']} days, seed {result['seed']}, "
@@ -551,7 +551,6 @@ def format_pipeline(result: dict[str, Any], command: str) -> str:
 
 def update_docs(section: str, path: Any) -> None:
     """Replace the harness's section of docs/benchmarks.md (appending it the first time)."""
-    from pathlib import Path
 
     path = Path(path)
     text = path.read_text()
