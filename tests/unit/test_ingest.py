@@ -86,6 +86,9 @@ def test_clean_drops_are_ingested_typed_and_validated(lake: Lake) -> None:
         ),  # later order without
         ("13,3,holdout,1,2,10,", "eval_set"),
         ("13,3,prior,0,2,10,", "order_number"),
+        # larger than bronze's int16 / int32: quarantined by name, not a failed cast
+        ("13,3,prior,999999,2,10,4.0", "order_number, max_value=32767, min_value=1): got 999999"),
+        ("3000000000,3,prior,1,2,10,", "order_id, max_value=2147483647"),
         ("10,3,prior,1,2,10,", "order_id_is_unique"),  # duplicate key
         (",3,prior,1,2,10,", "expect_column_values_to_not_be_null(order_id)"),
         ("13,3,prior,1,two,10,", "order_dow: cannot parse 'two'"),  # wrong type
@@ -234,7 +237,7 @@ def test_history_is_ingested_once_and_changed_drops_again(lake: Lake) -> None:
 def test_parse_keeps_line_numbers_and_raw_text() -> None:
     parsed = parse_drop("order_products", (LINES_HEADER + "1,2,3,0\n1,x,1,0\n9\n2,3,1,1\n").encode(), "f.csv")
     assert parsed.rows_in == 4
-    assert parsed.frame["line"].tolist() == [2, 5]
+    assert parsed.rows.column("line").to_pylist() == [2, 5]
     rejects = {r["line"]: r for r in parsed.rejects}
     assert set(rejects) == {3, 4}
     assert rejects[4]["raw"] == "9"
