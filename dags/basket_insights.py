@@ -21,8 +21,6 @@ mine_rules + link_preferences ─> recommend[shard 0..n-1] ─> collect_recommen
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`.
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
-  It waits for the previous run's `segment_customers` (`depends_on_past`): a day's ids are matched
-  to the day before, so that day goes first, whatever order runs start in.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
   skipped when the catalog has not changed: `gold/product_clusters`, `product_cluster_summary`.
 * **mine_rules** counts frequent itemsets (exact, vectorised) in the prior baskets `<= ds` and
@@ -179,9 +177,7 @@ def basket_insights() -> None:
 
         return build_user_features(_lake(), ds, run_id=run_id)
 
-    # Segment ids are matched to the latest earlier day's: that day must be done first, or a date's
-    # ids would depend on which of two concurrent runs finished first.
-    @task(depends_on_past=True)
+    @task
     def segment_customers(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.segments import SegmentSettings, run_segment_customers
 

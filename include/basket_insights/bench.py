@@ -20,6 +20,12 @@ from typing import Any
 
 #: step name -> Python statement run with ``lake`` and ``ds`` bound (settings from the environment).
 STEPS: dict[str, str] = {
+    # force: every landing drop up to ds again (a historical load), whatever bronze holds already
+    **{
+        step: f"from basket_insights.ingest import {step} as f; "
+        "out = f(lake, ds, max_bad_fraction=settings.max_bad_row_fraction, force=True)"
+        for step in ("ingest_catalog", "ingest_orders", "ingest_order_products")
+    },
     "build_features": "from basket_insights.features import build_user_features as f; out = f(lake, ds)",
     "segment_customers": (
         "from basket_insights.segments import SegmentSettings, run_segment_customers as f; "

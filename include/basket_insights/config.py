@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 #: The repository root (``include/basket_insights/config.py`` -> repo).
@@ -97,6 +98,9 @@ class Settings:
         (``BASKET_MAX_ACTIVE_RUNS``, ``BASKET_CATCHUP``).
     start_date:
         First logical date of the schedule, ISO ``YYYY-MM-DD`` (``BASKET_START_DATE``).
+    segment_reference_date:
+        The date whose segments every later date's segments take their ids and names from
+        (``BASKET_SEGMENT_REFERENCE_DATE``; by default ``start_date``; see :mod:`basket_insights.segments`).
     segment_k / segment_k_min / segment_k_max:
         Number of behavioural segments, or ``0`` to let the elbow choose within the range
         (``BASKET_SEGMENT_K``, ``BASKET_SEGMENT_K_MIN``, ``BASKET_SEGMENT_K_MAX``).
@@ -135,6 +139,7 @@ class Settings:
     max_active_runs: int = 1
     catchup: bool = False
     start_date: str = "2026-01-01"
+    segment_reference_date: str = "2026-01-01"
     segment_k: int = 0
     segment_k_min: int = 2
     segment_k_max: int = 10
@@ -163,6 +168,12 @@ class Settings:
         scheme = self.lake_url.split("://", 1)[0]
         if scheme not in {"file", "s3", "s3a", "gs", "gcs", "abfs", "memory"}:
             raise SettingsError(f"BASKET_LAKE_URL scheme {scheme!r} is not supported")
+        for name, value in (("BASKET_START_DATE", self.start_date),
+                            ("BASKET_SEGMENT_REFERENCE_DATE", self.segment_reference_date)):  # fmt: skip
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise SettingsError(f"{name}={value!r} is not an ISO date (YYYY-MM-DD)") from None
         if self.segment_k_min > self.segment_k_max:
             raise SettingsError(
                 f"BASKET_SEGMENT_K_MIN={self.segment_k_min} is above BASKET_SEGMENT_K_MAX={self.segment_k_max}"
@@ -180,6 +191,9 @@ def load_settings() -> Settings:
         max_active_runs=_env_int("BASKET_MAX_ACTIVE_RUNS", 1, 1, 64),
         catchup=_env_bool("BASKET_CATCHUP", False),
         start_date=os.environ.get("BASKET_START_DATE") or "2026-01-01",
+        segment_reference_date=os.environ.get("BASKET_SEGMENT_REFERENCE_DATE")
+        or os.environ.get("BASKET_START_DATE")
+        or "2026-01-01",
         segment_k=_env_int("BASKET_SEGMENT_K", 0, 0, 50),
         segment_k_min=_env_int("BASKET_SEGMENT_K_MIN", 2, 2, 50),
         segment_k_max=_env_int("BASKET_SEGMENT_K_MAX", 10, 2, 50),

@@ -136,14 +136,8 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
     return out
 
 
-def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
-    """Read bronze ``<= ds``, compute :func:`compute_user_features`, write ``silver/user_features/ds``.
-
-    Returns
-    -------
-    dict
-        ``users``, ``orders``, ``order_lines`` counted and the partition written.
-    """
+def user_features_as_of(lake: Lake, ds: str) -> tuple[pd.DataFrame, int, int]:
+    """:func:`compute_user_features` over the bronze orders and lines ``<= ds``; also the rows read."""
     started = time.monotonic()
     orders_tbl = lake.read_table(
         "bronze",
@@ -154,7 +148,7 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
     )
     lines_tbl = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "reordered"])
     log.info(
-        "build_features ds=%s: read %d orders and %d order lines in %.1f s",
+        "features ds=%s: read %d orders and %d order lines in %.1f s",
         ds,
         orders_tbl.num_rows,
         lines_tbl.num_rows,
@@ -162,7 +156,19 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
     )
     orders = orders_tbl.to_pandas()
     orders["order_date"] = pd.to_datetime(orders.pop("ds"))
-    features = compute_user_features(orders, lines_tbl.to_pandas(), ds)
+    return compute_user_features(orders, lines_tbl.to_pandas(), ds), orders_tbl.num_rows, lines_tbl.num_rows
+
+
+def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
+    """Read bronze ``<= ds``, compute :func:`compute_user_features`, write ``silver/user_features/ds``.
+
+    Returns
+    -------
+    dict
+        ``users``, ``orders``, ``order_lines`` counted and the partition written.
+    """
+    started = time.monotonic()
+    features, n_orders, n_lines = user_features_as_of(lake, ds)
     table = pa.Table.from_pandas(features, preserve_index=False)
     for column in ("first_order_date", "last_order_date"):
         table = table.set_column(
@@ -171,11 +177,11 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
     lake.write_table("silver", "user_features", ds, table, run_id=run_id)
     log.info("build_features ds=%s: %d users with features in %.1f s", ds, len(features), time.monotonic() - started)
     return {
-        "rows_in": orders_tbl.num_rows + lines_tbl.num_rows,
+        "rows_in": n_orders + n_lines,
         "rows_out": len(features),
         "users": len(features),
-        "orders": orders_tbl.num_rows,
-        "order_lines": lines_tbl.num_rows,
+        "orders": n_orders,
+        "order_lines": n_lines,
         "partition": lake.display(lake.partition("silver", "user_features", ds)),
     }
 

@@ -21,8 +21,14 @@ The recipe (:func:`segment_users`):
 4. **KMeans** with a fixed seed, fitted on all users or on a ``sample_fraction`` of them, then
    every user is assigned, so every customer always gets a segment.
 5. **Names** from the centroid profiles (:func:`name_segments`), not from cluster numbers.
-6. **Stable ids**: today's centroids are matched to the previous partition's (Hungarian matching
-   on distances in today's scaled space); a matched segment keeps its id and name.
+6. **Stable ids**: the centroids are matched to those of a fixed *reference date*
+   (``BASKET_SEGMENT_REFERENCE_DATE``, by default the DAG's start date) by Hungarian matching on
+   distances in today's scaled space; a matched segment takes the reference segment's id and name.
+   The reference segmentation is computed from the bronze history as of that date — the same
+   whichever run computes it — and kept in ``gold/segment_reference``. So a date's ids depend on
+   its own data and the reference only: not on which other dates ran before it, in what order, or
+   concurrently. On and before the reference date (and when it has no orders), ids rank the
+   segments by their loyalty score (0 = most loyal).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class SegmentSettings:
     n_init: int = 4
     seed: int = 0
 
+    reference_date: str | None = None
+
     @classmethod
     def from_settings(cls, settings: Settings) -> SegmentSettings:
         return cls(
@@ -72,6 +80,7 @@ class SegmentSettings:
             k_min=settings.segment_k_min,
             k_max=settings.segment_k_max,
             sample_fraction=settings.segment_sample_fraction,
+            reference_date=settings.segment_reference_date,
         )
 
 
@@ -145,6 +154,11 @@ def elbow(z: np.ndarray, settings: SegmentSettings) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def loyalty_score(profile_z: pd.DataFrame) -> np.ndarray:
+    """``z(orders_per_30_days) + z(reorder_ratio) - z(mean_days_between)`` of each centroid."""
+    return (profile_z["orders_per_30_days"] + profile_z["reorder_ratio"] - profile_z["mean_days_between"]).to_numpy()
+
+
 def name_segments(profile_z: pd.DataFrame) -> list[str]:
     """Names from centroid profiles (standardised units), by rule.
 
@@ -157,10 +171,9 @@ def name_segments(profile_z: pd.DataFrame) -> list[str]:
     baskets", "small baskets", "explorers", "few products", "weekend", "weekday", "lapsed",
     "recent"); a number is appended only if every trait is taken.
     """
-    score = profile_z["orders_per_30_days"] + profile_z["reorder_ratio"] - profile_z["mean_days_between"]
     if len(profile_z) == 1:
         return ["all customers"]
-    values = score.to_numpy()
+    values = loyalty_score(profile_z)
     spread = values.std() or 1.0
     relative = (values - values.mean()) / spread
     names = ["loyal" if r > 0.5 else "casual" if r < -0.5 else "mixed" for r in relative]
@@ -194,13 +207,13 @@ def name_segments(profile_z: pd.DataFrame) -> list[str]:
     return names
 
 
-def match_previous(today: np.ndarray, previous: np.ndarray) -> dict[int, int]:
-    """Hungarian matching of today's centroids to previous ones: ``{today_index: previous_index}``."""
+def match_reference(today: np.ndarray, reference: np.ndarray) -> dict[int, int]:
+    """Hungarian matching of today's centroids to the reference ones: ``{today_index: reference_index}``."""
     from scipy.optimize import linear_sum_assignment
 
-    if len(today) == 0 or len(previous) == 0:
+    if len(today) == 0 or len(reference) == 0:
         return {}
-    cost = np.linalg.norm(today[:, None, :] - previous[None, :, :], axis=2)
+    cost = np.linalg.norm(today[:, None, :] - reference[None, :, :], axis=2)
     rows, cols = linear_sum_assignment(cost)
     return {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
 
@@ -217,7 +230,7 @@ class Segmentation:
 def segment_users(
     features: pd.DataFrame,
     settings: SegmentSettings = SegmentSettings(),
-    previous_profiles: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> Segmentation:
     """Segment users on their behaviour.
 
@@ -227,8 +240,9 @@ def segment_users(
         Output of :func:`basket_insights.features.compute_user_features` (one row per user).
     settings:
         See :class:`SegmentSettings`.
-    previous_profiles:
-        The previous day's ``segment_profiles`` (for stable ids and names), or ``None``.
+    reference:
+        The ``segment_profiles`` to take ids and names from (:func:`reference_profiles`), or
+        ``None``: ids then rank the segments by :func:`loyalty_score`, most loyal first.
 
     Returns
     -------
@@ -258,21 +272,24 @@ def segment_users(
     pz = pd.DataFrame(profile_scaler.transform(profile_raw), columns=PROFILE_FEATURES)
     centroid_z = pz.groupby(labels).mean().reindex(range(k)).fillna(0.0)
     names = name_segments(centroid_z)
-    ids = list(range(k))
+    # By loyalty rank (a stable sort: ties keep KMeans' order), so ids mean something without a reference.
+    ids = [0] * k
+    for rank, i in enumerate(np.argsort(-loyalty_score(centroid_z), kind="stable")):
+        ids[i] = rank
 
-    if previous_profiles is not None and len(previous_profiles):
-        # Previous centroids are stored in original units: put them through today's transform.
-        prev_cols = [f"centroid_{c}" for c in CLUSTER_FEATURES]
-        prev_raw = prepare_matrix(previous_profiles[prev_cols].set_axis(CLUSTER_FEATURES, axis=1))
-        matches = match_previous(model.cluster_centers_, scaler.transform(prev_raw))
-        prev_ids = previous_profiles["segment_id"].to_numpy()
-        prev_names = previous_profiles["segment_name"].to_numpy()
-        next_id = int(prev_ids.max()) + 1
+    if reference is not None and len(reference):
+        # Reference centroids are stored in original units: put them through today's transform.
+        ref_cols = [f"centroid_{c}" for c in CLUSTER_FEATURES]
+        ref_raw = prepare_matrix(reference[ref_cols].set_axis(CLUSTER_FEATURES, axis=1))
+        matches = match_reference(model.cluster_centers_, scaler.transform(ref_raw))
+        ref_ids = reference["segment_id"].to_numpy()
+        ref_names = reference["segment_name"].to_numpy()
+        next_id = int(ref_ids.max()) + 1
         used_names = set()
-        for i in range(k):
+        for i in sorted(range(k), key=lambda i: ids[i]):  # unmatched segments numbered by loyalty rank
             if i in matches:
-                ids[i] = int(prev_ids[matches[i]])
-                names[i] = str(prev_names[matches[i]])
+                ids[i] = int(ref_ids[matches[i]])
+                names[i] = str(ref_names[matches[i]])
             else:
                 ids[i] = next_id
                 next_id += 1
@@ -312,9 +329,36 @@ def segment_users(
     return Segmentation(assignments.sort_values("user_id").reset_index(drop=True), profiles, elbow_table)
 
 
-def _previous_profiles(lake: Lake, ds: str) -> pd.DataFrame | None:
-    earlier = [d for d in lake.partitions("gold", "segment_profiles") if d < ds]
-    return lake.read_table("gold", "segment_profiles", dates=[earlier[-1]]).to_pandas() if earlier else None
+def reference_profiles(lake: Lake, ds: str, settings: SegmentSettings) -> pd.DataFrame | None:
+    """The ``segment_profiles`` of the reference date that ``ds``'s segments take ids and names from.
+
+    ``None`` on and before the reference date, without one, or when it has no orders. Computed
+    once from the bronze history as of the reference date — the same whichever run gets there
+    first — and kept in ``gold/segment_reference/ds=<reference date>``.
+    """
+    anchor = settings.reference_date
+    if not anchor or ds <= anchor:
+        return None
+    if lake.manifest("gold", "segment_reference", anchor) is None:
+        from basket_insights.features import user_features_as_of
+
+        if not lake.partitions("bronze", "orders", up_to=anchor):
+            log.warning("segments: no orders on or before the reference date %s: ids are loyalty ranks", anchor)
+            return None
+        started = time.monotonic()
+        features, _, _ = user_features_as_of(lake, anchor)
+        if features.empty:
+            log.warning("segments: no users as of the reference date %s: ids are loyalty ranks", anchor)
+            return None
+        profiles = segment_users(features, settings).profiles
+        lake.write_table("gold", "segment_reference", anchor, pa.Table.from_pandas(profiles, preserve_index=False))
+        log.info(
+            "segments: reference segmentation as of %s computed (%d segments, %.1f s)",
+            anchor,
+            len(profiles),
+            time.monotonic() - started,
+        )
+    return lake.read_table("gold", "segment_reference", dates=[anchor]).to_pandas()
 
 
 def run_segment_customers(lake: Lake, ds: str, settings: SegmentSettings, *, run_id: str = "") -> dict:
@@ -322,7 +366,9 @@ def run_segment_customers(lake: Lake, ds: str, settings: SegmentSettings, *, run
     started = time.monotonic()
     features = lake.read_table("silver", "user_features", dates=[ds]).to_pandas()
     log.info("segment_customers ds=%s: %d users read", ds, len(features))
-    result = segment_users(features, settings, _previous_profiles(lake, ds))
+    result = segment_users(features, settings, reference_profiles(lake, ds, settings))
+    if ds == settings.reference_date:  # the day's own segmentation is the reference: keep it for later days
+        lake.write_table("gold", "segment_reference", ds, pa.Table.from_pandas(result.profiles, preserve_index=False))
     k = int(result.elbow.loc[result.elbow["chosen"], "k"].iloc[0])
     log.info(
         "segment_customers ds=%s: k=%d chosen; elbow %s (%.1f s)",

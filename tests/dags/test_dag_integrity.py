@@ -27,8 +27,7 @@ PROBE = textwrap.dedent(
         out.update({
             "tags": sorted(dag.tags), "schedule": str(dag.schedule), "catchup": dag.catchup,
             "max_active_runs": dag.max_active_runs, "params": sorted(dag.params.keys()), "doc_md": bool(dag.doc_md),
-            "tasks": {t.task_id: {"retries": t.retries, "depends_on_past": t.depends_on_past,
-                                  "upstream": sorted(t.upstream_task_ids),
+            "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids),
                                   "mode": getattr(t, "mode", None), "timeout": getattr(t, "timeout", None),
                                   "outlets": [getattr(o, "uri", str(o)) for o in t.outlets]}
                       for t in dag.tasks},
@@ -71,12 +70,6 @@ def test_every_task_retries_except_the_sensor(dagbag: dict) -> None:
             assert task["retries"] == 0 and task["mode"] == "reschedule" and task["timeout"]
         else:
             assert task["retries"] >= 1, task_id
-
-
-def test_only_segment_customers_waits_for_the_previous_run(dagbag: dict) -> None:
-    # Its ids are matched to the previous day's: without the wait, two concurrent runs would race.
-    waiting = {t for t, task in dagbag["tasks"].items() if task["depends_on_past"]}
-    assert waiting == {"segment_customers"}
 
 
 def test_task_order(dagbag: dict) -> None:

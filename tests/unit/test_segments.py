@@ -7,9 +7,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from basket_insights.features import compute_user_features
-from basket_insights.segments import SegmentSettings, find_knee, name_segments, segment_users
-from basket_insights.synth import generate_feed, synthetic_catalog
+from basket_insights.features import build_user_features, compute_user_features
+from basket_insights.ingest import ingest_catalog, ingest_order_products, ingest_orders
+from basket_insights.lake import Lake
+from basket_insights.segments import (
+    SegmentSettings,
+    find_knee,
+    loyalty_score,
+    name_segments,
+    run_segment_customers,
+    segment_users,
+)
+from basket_insights.synth import generate, generate_feed, synthetic_catalog
 
 END = "2026-06-30"
 
@@ -57,7 +66,7 @@ def test_segment_ids_and_names_stay_stable_across_consecutive_days(feed) -> None
     f2 = compute_user_features(feed.orders, feed.lines, day2)
     first = segment_users(f1)
     # shuffle today's users so KMeans' internal cluster numbering differs from yesterday's
-    second = segment_users(f2.sample(frac=1.0, random_state=9).reset_index(drop=True), previous_profiles=first.profiles)
+    second = segment_users(f2.sample(frac=1.0, random_state=9).reset_index(drop=True), reference=first.profiles)
     assert dict(zip(first.profiles.segment_id, first.profiles.segment_name, strict=True)) == dict(
         zip(second.profiles.segment_id, second.profiles.segment_name, strict=True)
     )
@@ -65,9 +74,45 @@ def test_segment_ids_and_names_stay_stable_across_consecutive_days(feed) -> None
     assert (both["segment_id_x"] == both["segment_id_y"]).mean() > 0.9
 
 
+def test_without_a_reference_ids_rank_segments_by_loyalty(features) -> None:
+    profiles = segment_users(features, SegmentSettings(k=4)).profiles.sort_values("segment_id")
+    assert profiles["segment_id"].tolist() == [0, 1, 2, 3]
+    score = loyalty_score(profiles.filter(like="z_").rename(columns=lambda c: c[2:]))
+    assert (np.diff(score) < 0).all()
+    assert profiles["segment_name"].iloc[0] == "loyal" and profiles["segment_name"].iloc[-1].startswith("casual")
+
+
+def test_ids_come_from_the_reference_date_whatever_order_dates_run_in(tmp_path) -> None:
+    lake = Lake(tmp_path.as_uri())
+    generate(lake, users=600, days=30, end_date="2026-03-10", seed=5)
+    for ingest in (ingest_catalog, ingest_orders, ingest_order_products):
+        ingest(lake, "2026-03-10", max_bad_fraction=0.05)
+    reference, middle, later = "2026-03-05", "2026-03-07", "2026-03-10"
+    for ds in (reference, middle, later):
+        build_user_features(lake, ds)
+    settings = SegmentSettings(reference_date=reference)
+
+    def tables(ds: str) -> dict:
+        return {t: lake.read_table("gold", t, dates=[ds]) for t in ("customer_segments", "segment_profiles")}
+
+    run_segment_customers(lake, later, settings)  # first: before the reference date itself ran
+    first, first_reference = tables(later), lake.read_table("gold", "segment_reference", dates=[reference])
+    for ds in (reference, middle, later):  # then in date order, as a scheduler would
+        run_segment_customers(lake, ds, settings)
+    assert all(tables(later)[t].equals(first[t]) for t in first)
+    assert lake.read_table("gold", "segment_reference", dates=[reference]).equals(first_reference)
+    # the reference date's own segments are the reference; later ones carry its ids and names
+    # (here the elbow picks k=5 on the reference date and k=4 later: four of the five)
+    assert tables(reference)["segment_profiles"].equals(first_reference)
+    own = first_reference.to_pandas()
+    later_profiles = tables(later)["segment_profiles"].to_pandas()
+    pairs = set(zip(later_profiles["segment_id"], later_profiles["segment_name"], strict=True))
+    assert len(pairs) == 4 and pairs <= set(zip(own["segment_id"], own["segment_name"], strict=True))
+
+
 def test_a_new_segment_gets_a_new_id(features) -> None:
     first = segment_users(features, SegmentSettings(k=3))
-    second = segment_users(features, SegmentSettings(k=4), previous_profiles=first.profiles)
+    second = segment_users(features, SegmentSettings(k=4), reference=first.profiles)
     assert set(first.profiles.segment_id) < set(second.profiles.segment_id)
     assert second.profiles["segment_name"].is_unique
 
