@@ -6,7 +6,9 @@ and the run that produced it. Readers only read the files a manifest lists, so:
 
 * a killed writer leaves at most orphan files that no reader takes;
 * re-running a date writes new files, then replaces the manifest in one atomic step
-  (rename on a local disk, a single object PUT/COPY on S3), then removes the old files;
+  (rename on a local disk, a single object PUT/COPY on S3), then removes the files no manifest
+  lists once they are :attr:`Lake.stale_after_s` old — a concurrent writer's file that is not
+  committed *yet* is never taken from under it (two runs may commit the same partition at once);
 * ``read_table(..., up_to=ds)`` is the point-in-time view: committed partitions ``<= ds``.
 
 Landing drops (the CSV files producers deliver) live in ``landing/<table>/ds=D/<table>.csv``
@@ -84,6 +86,14 @@ class Manifest:
         )
 
 
+def _modified_epoch(entry: Mapping[str, Any]) -> float | None:
+    """Last modification of a listed file in epoch seconds (local ``mtime``, S3 ``LastModified``)."""
+    value = entry.get("mtime", entry.get("LastModified", entry.get("last_modified")))
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value) if isinstance(value, int | float) else None
+
+
 class Lake:
     """Partitioned storage under one base URL.
 
@@ -94,6 +104,9 @@ class Lake:
     conn_id:
         Airflow connection for credentials and endpoint of a remote lake (``None`` for local).
     """
+
+    #: Unlisted files in a partition are removed at its next commit once they are this old.
+    stale_after_s: float = 600.0
 
     def __init__(self, url: str, conn_id: str | None = None) -> None:
         self.url = url.rstrip("/")
@@ -152,6 +165,16 @@ class Lake:
             return bool(self.fs.exists(path.path))
         except Exception as exc:
             raise LakeError(f"could not reach the lake at {self.display(path)}: {exc}") from exc
+
+    def _list_entries(self, path: ObjectStoragePath) -> list[dict[str, Any]]:
+        try:
+            return list(self.fs.ls(path.path, detail=True, refresh=True))
+        except FileNotFoundError:
+            return []
+        except TypeError:  # filesystems without ``refresh``
+            return list(self.fs.ls(path.path, detail=True))
+        except Exception as exc:
+            raise LakeError(f"could not list {self.display(path)}: {exc}") from exc
 
     def _list_names(self, path: ObjectStoragePath) -> list[str]:
         try:
@@ -212,12 +235,18 @@ class Lake:
         )
         self._put_atomic(part / MANIFEST, manifest.to_json().encode())
         keep = set(written) | {MANIFEST}
-        for name in self._list_names(part):
-            if name not in keep and not name.startswith(f".{MANIFEST}."):
-                try:
-                    self.fs.rm_file((part / name).path)
-                except FileNotFoundError:
-                    pass
+        now = time.time()
+        for entry in self._list_entries(part):
+            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if name in keep:
+                continue
+            modified = _modified_epoch(entry)
+            if modified is None or now - modified < self.stale_after_s:
+                continue  # maybe another writer's file, about to be committed
+            try:
+                self.fs.rm((part / name).path, recursive=entry.get("type") == "directory")
+            except FileNotFoundError:
+                pass
         return manifest
 
     def write_table(

@@ -36,6 +36,7 @@ def test_partition_without_manifest_is_invisible(any_lake: Lake) -> None:
 
 
 def test_orphans_in_a_committed_partition_are_ignored_then_removed(any_lake: Lake) -> None:
+    any_lake.stale_after_s = 0  # removed at the next commit however young
     any_lake.write_table("silver", "t", "2026-01-01", _table([1]))
     part = any_lake.partition("silver", "t", "2026-01-01")
     pq.write_table(_table([99]), (part / "part-killed.parquet").path, filesystem=any_lake.arrow_fs)
@@ -43,6 +44,22 @@ def test_orphans_in_a_committed_partition_are_ignored_then_removed(any_lake: Lak
     any_lake.write_table("silver", "t", "2026-01-01", _table([2]))
     names = {p.name for p in part.iterdir()}
     assert "part-killed.parquet" not in names and MANIFEST in names and len(names) == 2
+
+
+def test_two_writers_committing_one_partition_never_lose_a_listed_file(any_lake: Lake) -> None:
+    """Two runs ingest the same earlier drop at once: B's file, written but not committed yet, must
+    survive A's commit (which used to remove every unlisted file), so B's manifest lists a file
+    that exists."""
+    part = any_lake.partition("bronze", "orders", "2026-01-01")
+    any_lake._ensure_dir(part)
+    pq.write_table(_table([7]), (part / "part-writer-b.parquet").path, filesystem=any_lake.arrow_fs)
+    any_lake.write_table("bronze", "orders", "2026-01-01", _table([7]))  # writer A commits first
+    any_lake._commit_manifest(part, "2026-01-01", ["part-writer-b.parquet"], 1, _table([7]).schema, "b", None)
+    assert any_lake.read_table("bronze", "orders").column("user_id").to_pylist() == [7]
+    # once older than stale_after_s, A's superseded file goes at the next commit
+    any_lake.stale_after_s = 0
+    any_lake.write_table("bronze", "orders", "2026-01-01", _table([8]))
+    assert len([p for p in part.iterdir()]) == 2  # the new file and the manifest
 
 
 def test_point_in_time_reads_only_dates_up_to_ds(any_lake: Lake) -> None:
@@ -57,6 +74,7 @@ def test_point_in_time_reads_only_dates_up_to_ds(any_lake: Lake) -> None:
 
 
 def test_rerun_replaces_that_date_and_nothing_else(any_lake: Lake) -> None:
+    any_lake.stale_after_s = 0
     any_lake.write_table("gold", "t", "2026-01-01", _table([1, 1]))
     any_lake.write_table("gold", "t", "2026-01-02", _table([2, 2]))
     any_lake.write_table("gold", "t", "2026-01-02", _table([5]), run_id="rerun")
