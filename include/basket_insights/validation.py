@@ -249,13 +249,18 @@ def _plain(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _condition_text(condition: Any) -> Any:
+    """A GX ``row_condition`` as its pandas query string (GX 1.x wraps it as a pass-through condition)."""
+    if isinstance(condition, dict):
+        return condition.get("pass_through_filter") or condition
+    return getattr(condition, "pass_through_filter", condition)
+
+
 def _describe(config: Any) -> str:
     """``expect_x(column, k=v) where <row condition>``: the rule as a person reads it."""
     kwargs = {k: v for k, v in config.kwargs.items() if k not in {"batch_id", "condition_parser"} and v is not None}
     column = kwargs.pop("column", None)
-    condition = kwargs.pop("row_condition", None)
-    if isinstance(condition, dict):
-        condition = condition.get("pass_through_filter") or condition
+    condition = _condition_text(kwargs.pop("row_condition", None))
     args = ", ".join([*([column] if column else []), *(f"{k}={_plain(v)}" for k, v in sorted(kwargs.items()))])
     return f"{config.type}({args})" + (f" where {condition}" if condition else "")
 
@@ -295,8 +300,7 @@ def row_violations(expectations: list[Any], df: pd.DataFrame) -> np.ndarray:
         else:
             raise NotImplementedError(f"no vectorised screen for {kind}")
         if expectation.row_condition:
-            # GX 1.x keeps a pandas condition string as a pass-through condition
-            condition = getattr(expectation.row_condition, "pass_through_filter", expectation.row_condition)
+            condition = _condition_text(expectation.row_condition)
             if not isinstance(condition, str):
                 raise NotImplementedError(f"no vectorised screen for the row condition {condition!r}")
             broken = broken & df.eval(condition).to_numpy(dtype=bool)
