@@ -86,6 +86,11 @@ class Manifest:
         )
 
 
+def _entry_name(entry: Mapping[str, Any]) -> str:
+    """The last path segment of a listed entry."""
+    return str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+
+
 def _modified_epoch(entry: Mapping[str, Any]) -> float | None:
     """Last modification of a listed file in epoch seconds (local ``mtime``, S3 ``LastModified``)."""
     value = entry.get("mtime", entry.get("LastModified", entry.get("last_modified")))
@@ -177,15 +182,7 @@ class Lake:
             raise LakeError(f"could not list {self.display(path)}: {exc}") from exc
 
     def _list_names(self, path: ObjectStoragePath) -> list[str]:
-        try:
-            entries = self.fs.ls(path.path, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        except TypeError:  # filesystems without ``refresh``
-            entries = self.fs.ls(path.path, detail=False)
-        except Exception as exc:
-            raise LakeError(f"could not list {self.display(path)}: {exc}") from exc
-        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        return sorted(_entry_name(e) for e in self._list_entries(path))
 
     # -- committed partitions ------------------------------------------------------
     def manifest(self, zone: str, table: str, ds: str) -> Manifest | None:
@@ -237,7 +234,7 @@ class Lake:
         keep = set(written) | {MANIFEST}
         now = time.time()
         for entry in self._list_entries(part):
-            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            name = _entry_name(entry)
             if name in keep:
                 continue
             modified = _modified_epoch(entry)
