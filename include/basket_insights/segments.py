@@ -329,6 +329,10 @@ def segment_users(
     return Segmentation(assignments.sort_values("user_id").reset_index(drop=True), profiles, elbow_table)
 
 
+def _keep_reference(lake: Lake, reference_date: str, profiles: pd.DataFrame) -> None:
+    lake.write_table("gold", "segment_reference", reference_date, pa.Table.from_pandas(profiles, preserve_index=False))
+
+
 def reference_profiles(lake: Lake, ds: str, settings: SegmentSettings) -> pd.DataFrame | None:
     """The ``segment_profiles`` of the reference date that ``ds``'s segments take ids and names from.
 
@@ -351,7 +355,7 @@ def reference_profiles(lake: Lake, ds: str, settings: SegmentSettings) -> pd.Dat
             log.warning("segments: no users as of the reference date %s: ids are loyalty ranks", anchor)
             return None
         profiles = segment_users(features, settings).profiles
-        lake.write_table("gold", "segment_reference", anchor, pa.Table.from_pandas(profiles, preserve_index=False))
+        _keep_reference(lake, anchor, profiles)
         log.info(
             "segments: reference segmentation as of %s computed (%d segments, %.1f s)",
             anchor,
@@ -368,7 +372,7 @@ def run_segment_customers(lake: Lake, ds: str, settings: SegmentSettings, *, run
     log.info("segment_customers ds=%s: %d users read", ds, len(features))
     result = segment_users(features, settings, reference_profiles(lake, ds, settings))
     if ds == settings.reference_date:  # the day's own segmentation is the reference: keep it for later days
-        lake.write_table("gold", "segment_reference", ds, pa.Table.from_pandas(result.profiles, preserve_index=False))
+        _keep_reference(lake, ds, result.profiles)
     k = int(result.elbow.loc[result.elbow["chosen"], "k"].iloc[0])
     log.info(
         "segment_customers ds=%s: k=%d chosen; elbow %s (%.1f s)",
