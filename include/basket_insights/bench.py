@@ -26,6 +26,9 @@ STEPS: dict[str, str] = {
         "out = f(lake, ds, max_bad_fraction=settings.max_bad_row_fraction, force=True)"
         for step in ("ingest_catalog", "ingest_orders", "ingest_order_products")
     },
+    # What any ingest of these CSVs costs on this machine: no validation, no quarantine, no results.
+    "floor_parse": "from basket_insights.bench import ingest_floor as f; out = f(lake, ds, write=False)",
+    "floor_parse_write": "from basket_insights.bench import ingest_floor as f; out = f(lake, ds, write=True)",
     "build_features": "from basket_insights.features import build_user_features as f; out = f(lake, ds)",
     "segment_customers": (
         "from basket_insights.segments import SegmentSettings, run_segment_customers as f; "
@@ -101,6 +104,39 @@ def bench_tasks(lake_url: str, ds: str, steps: list[str], runs: int = 3) -> list
             }
         )
     return table
+
+
+def ingest_floor(lake: Any, ds: str, *, write: bool) -> dict[str, Any]:
+    """The floor under any ingest of the ``orders`` and ``order_products`` drops up to ``ds``.
+
+    Reads and parses every drop with the ingest's own pyarrow reader (all cores) and, with ``write``,
+    casts it to its bronze types and commits it as one partition per day into a scratch lake beside
+    nothing else (``Lake.write_table``: parquet + manifest). No validation, quarantine or results:
+    whatever the real ingest takes above this is what checking and recording cost.
+    """
+    import io
+    import tempfile
+
+    import pyarrow.csv as pcsv
+
+    from basket_insights.ingest import READ_TYPES
+    from basket_insights.lake import Lake
+    from basket_insights.validation import BRONZE_SCHEMAS, COLUMNS
+
+    out: dict[str, Any] = {"rows": 0, "mb": 0.0}
+    with tempfile.TemporaryDirectory(prefix="ingest-floor-") as scratch:
+        target = Lake(Path(scratch).as_uri())
+        for table in ("orders", "order_products"):
+            for day in lake.landing_dates(table, up_to=ds):
+                data = lake.fs.cat_file(lake.landing_file(table, day).path)
+                options = pcsv.ConvertOptions(column_types=READ_TYPES[table], include_columns=COLUMNS[table])
+                rows = pcsv.read_csv(io.BytesIO(data), convert_options=options)
+                if write:
+                    target.write_table("bronze", table, day, rows.cast(BRONZE_SCHEMAS[table]))
+                out["rows"] += rows.num_rows
+                out["mb"] += len(data) / 2**20
+    out["mb"] = round(out["mb"], 1)
+    return out
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -117,6 +117,10 @@ class Lake:
         self.url = url.rstrip("/")
         self.conn_id = conn_id
         self.root = ObjectStoragePath(self.url + "/", conn_id=conn_id) if conn_id else ObjectStoragePath(self.url + "/")
+        # Inside, paths are plain strings under this base (``ObjectStoragePath`` joins cost ~0.5 ms
+        # each: a historical load commits thousands of partitions). The public methods take and
+        # return ``ObjectStoragePath``.
+        self._base = self.root.path.rstrip("/")
         self._arrow_fs: pafs.FileSystem | None = None
 
     def __repr__(self) -> str:
@@ -138,68 +142,81 @@ class Lake:
                 self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
         return self._arrow_fs
 
-    def table_path(self, zone: str, table: str) -> ObjectStoragePath:
+    def _table_key(self, zone: str, table: str) -> str:
         if zone not in ZONES:
             raise ValueError(f"unknown zone {zone!r}; zones are {', '.join(ZONES)}")
-        return self.root / zone / _check_name("table", table)
+        return f"{self._base}/{zone}/{_check_name('table', table)}"
+
+    def _partition_key(self, zone: str, table: str, ds: str) -> str:
+        return f"{self._table_key(zone, table)}/ds={check_ds(ds)}"
+
+    def table_path(self, zone: str, table: str) -> ObjectStoragePath:
+        self._table_key(zone, table)  # checks the zone and the name
+        return self.root / f"{zone}/{table}"
 
     def partition(self, zone: str, table: str, ds: str) -> ObjectStoragePath:
         """The folder of one date's partition."""
-        return self.table_path(zone, table) / f"ds={check_ds(ds)}"
+        self._partition_key(zone, table, ds)  # checks the zone, the name and the date
+        return self.root / f"{zone}/{table}/ds={ds}"
 
-    def display(self, path: ObjectStoragePath) -> str:
-        """A human-readable URL of ``path`` (without the connection id)."""
-        return f"{path.protocol}://{path.path}" if path.protocol not in ("file", "local") else f"file://{path.path}"
+    def display(self, path: ObjectStoragePath | str) -> str:
+        """A human-readable URL of ``path`` (a path of the lake, or its store key) without the connection id."""
+        key = path if isinstance(path, str) else path.path
+        protocol = self.root.protocol if isinstance(path, str) else path.protocol
+        return f"file://{key}" if protocol in ("file", "local", "") else f"{protocol}://{key}"
 
-    # -- low level -------------------------------------------------------------
-    def _put_atomic(self, target: ObjectStoragePath, data: bytes) -> None:
-        """Write ``data`` to ``target`` so that readers see the old or the new bytes, never a mix."""
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    # -- low level (store keys: plain strings under the base) -------------------------
+    def _put_atomic(self, key: str, data: bytes) -> None:
+        """Write ``data`` to ``key`` so that readers see the old or the new bytes, never a mix."""
+        folder, name = key.rsplit("/", 1)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
-            self.fs.pipe_file(tmp.path, data)
-            self.fs.mv(tmp.path, target.path)
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, key)
         except Exception as exc:
-            raise LakeError(f"could not write {self.display(target)}: {exc}") from exc
+            raise LakeError(f"could not write {self.display(key)}: {exc}") from exc
 
-    def _ensure_dir(self, path: ObjectStoragePath) -> None:
-        if path.protocol in ("file", "local"):
-            self.fs.makedirs(path.path, exist_ok=True)
+    def _ensure_dir(self, key: str) -> None:
+        if self.root.protocol in ("file", "local", ""):
+            self.fs.makedirs(key, exist_ok=True)
 
-    def exists(self, path: ObjectStoragePath) -> bool:
+    def exists(self, path: ObjectStoragePath | str) -> bool:
+        """Whether a file of the lake exists (``path`` or its store key)."""
+        key = path if isinstance(path, str) else path.path
         try:
-            return bool(self.fs.exists(path.path))
+            return bool(self.fs.exists(key))
         except Exception as exc:
-            raise LakeError(f"could not reach the lake at {self.display(path)}: {exc}") from exc
+            raise LakeError(f"could not reach the lake at {self.display(key)}: {exc}") from exc
 
-    def _list_entries(self, path: ObjectStoragePath) -> list[dict[str, Any]]:
+    def _list_entries(self, key: str) -> list[dict[str, Any]]:
         try:
-            return list(self.fs.ls(path.path, detail=True, refresh=True))
+            return list(self.fs.ls(key, detail=True, refresh=True))
         except FileNotFoundError:
             return []
         except TypeError:  # filesystems without ``refresh``
-            return list(self.fs.ls(path.path, detail=True))
+            return list(self.fs.ls(key, detail=True))
         except Exception as exc:
-            raise LakeError(f"could not list {self.display(path)}: {exc}") from exc
+            raise LakeError(f"could not list {self.display(key)}: {exc}") from exc
 
-    def _list_names(self, path: ObjectStoragePath) -> list[str]:
-        return sorted(_entry_name(e) for e in self._list_entries(path))
+    def _list_names(self, key: str) -> list[str]:
+        return sorted(_entry_name(e) for e in self._list_entries(key))
 
     # -- committed partitions ------------------------------------------------------
     def manifest(self, zone: str, table: str, ds: str) -> Manifest | None:
         """The manifest of a committed partition, or ``None`` when it is not committed."""
-        path = self.partition(zone, table, ds) / MANIFEST
+        key = f"{self._partition_key(zone, table, ds)}/{MANIFEST}"
         try:
-            return Manifest.from_json(self.fs.cat_file(path.path).decode())
+            return Manifest.from_json(self.fs.cat_file(key).decode())
         except FileNotFoundError:
             return None
         except Exception as exc:
-            raise LakeError(f"could not read {self.display(path)}: {exc}") from exc
+            raise LakeError(f"could not read {self.display(key)}: {exc}") from exc
 
     def partitions(self, zone: str, table: str, up_to: str | None = None) -> list[str]:
         """Dates with a committed partition, sorted, optionally only those ``<= up_to``."""
         if up_to is not None:
             check_ds(up_to)
-        root = self.table_path(zone, table)
+        root = self._table_key(zone, table)
         out = []
         for name in self._list_names(root):
             if not name.startswith("ds="):
@@ -207,13 +224,13 @@ class Lake:
             ds = name[3:]
             if not _DS_RE.match(ds) or (up_to is not None and ds > up_to):
                 continue
-            if self.exists(root / name / MANIFEST):
+            if self.exists(f"{root}/{name}/{MANIFEST}"):
                 out.append(ds)
         return out
 
     def _commit_manifest(
         self,
-        part: ObjectStoragePath,
+        part: str,
         ds: str,
         written: list[str],
         rows: int,
@@ -230,7 +247,7 @@ class Lake:
             committed_at=datetime.now(UTC).isoformat(timespec="seconds"),
             extra=dict(extra or {}),
         )
-        self._put_atomic(part / MANIFEST, manifest.to_json().encode())
+        self._put_atomic(f"{part}/{MANIFEST}", manifest.to_json().encode())
         keep = set(written) | {MANIFEST}
         now = time.time()
         for entry in self._list_entries(part):
@@ -241,7 +258,7 @@ class Lake:
             if modified is None or now - modified < self.stale_after_s:
                 continue  # maybe another writer's file, about to be committed
             try:
-                self.fs.rm((part / name).path, recursive=entry.get("type") == "directory")
+                self.fs.rm(f"{part}/{name}", recursive=entry.get("type") == "directory")
             except FileNotFoundError:
                 pass
         return manifest
@@ -257,12 +274,14 @@ class Lake:
         extra: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """Write a pyarrow table as one parquet file of the partition and commit it."""
-        part = self.partition(zone, table, ds)
+        part = self._partition_key(zone, table, ds)
         self._ensure_dir(part)
         stored = f"part-{uuid.uuid4().hex[:12]}.parquet"
-        target = part / stored
+        target = f"{part}/{stored}"
         try:
-            pq.write_table(data, target.path, filesystem=self.arrow_fs, compression="zstd")
+            # Dictionaries pay off for text; for ids they cost time and space (zstd does better alone).
+            text = [f.name for f in data.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            pq.write_table(data, target, filesystem=self.arrow_fs, compression="zstd", use_dictionary=text)
         except Exception as exc:
             raise LakeError(f"could not write {self.display(target)}: {exc}") from exc
         return self._commit_manifest(part, ds, [stored], data.num_rows, data.schema, run_id, extra)
@@ -279,34 +298,25 @@ class Lake:
     ) -> Manifest:
         """Commit a partition of named files (plots, JSON, HTML), keeping their names.
 
-        The names are stable (a report links ``elbow.png``), so the files are first written
-        under a temporary folder and then moved into place just before the manifest.
+        The names are stable (a report links ``elbow.png``), so each file replaces the old one
+        atomically (written under a temporary name, then moved) just before the manifest.
         """
-        part = self.partition(zone, table, ds)
-        self._ensure_dir(part)
-        staging = part / f".staging-{uuid.uuid4().hex[:12]}"
-        self._ensure_dir(staging)
-        names = []
-        for name, data in files.items():
+        part = self._partition_key(zone, table, ds)
+        for name in files:
             _check_name("file", name)
             if name == MANIFEST:
                 raise ValueError(f"{MANIFEST} is reserved")
-            self.fs.pipe_file((staging / name).path, data)
-            names.append(name)
-        for name in names:
-            self.fs.mv((staging / name).path, (part / name).path)
-        try:
-            self.fs.rm(staging.path, recursive=True)
-        except FileNotFoundError:
-            pass
-        return self._commit_manifest(part, ds, names, len(names), None, run_id, extra)
+        self._ensure_dir(part)
+        for name, data in files.items():
+            self._put_atomic(f"{part}/{name}", data)
+        return self._commit_manifest(part, ds, list(files), len(files), None, run_id, extra)
 
     def read_file(self, zone: str, table: str, ds: str, name: str) -> bytes:
         """One named file of a committed partition."""
         manifest = self.manifest(zone, table, ds)
         if manifest is None or name not in manifest.files:
             raise FileNotFoundError(f"{zone}/{table}/ds={ds}/{name} is not in a committed partition of {self.url}")
-        return self.fs.cat_file((self.partition(zone, table, ds) / name).path)
+        return self.fs.cat_file(f"{self._partition_key(zone, table, ds)}/{name}")
 
     def read_table(
         self,
@@ -344,9 +354,9 @@ class Lake:
                 manifest = self.manifest(zone, table, ds)
                 if manifest is None:
                     raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
-                part = self.partition(zone, table, ds)
+                part = self._partition_key(zone, table, ds)
                 for name in manifest.files:
-                    files.append((part / name).path)
+                    files.append(f"{part}/{name}")
                     per_file_ds.append(ds)
             if not files:
                 raise FileNotFoundError(
@@ -371,22 +381,23 @@ class Lake:
     # -- landing drops -------------------------------------------------------------
     def landing_file(self, table: str, ds: str) -> ObjectStoragePath:
         """Where the CSV drop of ``table`` for ``ds`` is delivered."""
-        return self.partition("landing", table, ds) / f"{_check_name('table', table)}.csv"
+        self._partition_key("landing", table, ds)  # checks the name and the date
+        return self.root / f"landing/{table}/ds={ds}/{table}.csv"
 
     def put_landing(self, table: str, ds: str, data: bytes) -> ObjectStoragePath:
         """Deliver a landing drop (atomically: it appears whole or not at all)."""
         target = self.landing_file(table, ds)
-        self._ensure_dir(target.parent)
-        self._put_atomic(target, data)
+        self._ensure_dir(target.parent.path)
+        self._put_atomic(target.path, data)
         return target
 
     def landing_dates(self, table: str, up_to: str | None = None) -> list[str]:
         """Dates with a delivered drop of ``table``, sorted, optionally only ``<= up_to``."""
-        root = self.table_path("landing", table)
+        root = self._table_key("landing", table)
         out = []
         for name in self._list_names(root):
             ds = name[3:] if name.startswith("ds=") else ""
-            if _DS_RE.match(ds) and (up_to is None or ds <= up_to) and self.exists(root / name / f"{table}.csv"):
+            if _DS_RE.match(ds) and (up_to is None or ds <= up_to) and self.exists(f"{root}/{name}/{table}.csv"):
                 out.append(ds)
         return out
 

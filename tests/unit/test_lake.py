@@ -27,7 +27,7 @@ def test_partition_without_manifest_is_invisible(any_lake: Lake) -> None:
     """A writer killed before its commit leaves files that no reader takes."""
     any_lake.write_table("silver", "t", "2026-01-01", _table([1]))
     part = any_lake.partition("silver", "t", "2026-01-02")
-    any_lake._ensure_dir(part)
+    any_lake._ensure_dir(part.path)
     pq.write_table(_table([99]), (part / "part-orphan.parquet").path, filesystem=any_lake.arrow_fs)
     assert any_lake.partitions("silver", "t") == ["2026-01-01"]
     assert any_lake.read_table("silver", "t").column("user_id").to_pylist() == [1]
@@ -51,10 +51,10 @@ def test_two_writers_committing_one_partition_never_lose_a_listed_file(any_lake:
     survive A's commit (which used to remove every unlisted file), so B's manifest lists a file
     that exists."""
     part = any_lake.partition("bronze", "orders", "2026-01-01")
-    any_lake._ensure_dir(part)
+    any_lake._ensure_dir(part.path)
     pq.write_table(_table([7]), (part / "part-writer-b.parquet").path, filesystem=any_lake.arrow_fs)
     any_lake.write_table("bronze", "orders", "2026-01-01", _table([7]))  # writer A commits first
-    any_lake._commit_manifest(part, "2026-01-01", ["part-writer-b.parquet"], 1, _table([7]).schema, "b", None)
+    any_lake._commit_manifest(part.path, "2026-01-01", ["part-writer-b.parquet"], 1, _table([7]).schema, "b", None)
     assert any_lake.read_table("bronze", "orders").column("user_id").to_pylist() == [7]
     # once older than stale_after_s, A's superseded file goes at the next commit
     any_lake.stale_after_s = 0
