@@ -6,6 +6,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 DEMO_DATE ?= $(shell date -u -d yesterday +%F)
 DEMO_USERS ?= 2000
 DEMO_DAYS ?= 60
+# Segment ids and names are anchored to the segmentation of this date (docs/segments.md): mid-feed, so
+# the demo's runs match their segments to a reference with a month of history behind it.
+DEMO_REFERENCE_DATE ?= $(shell date -u -d "$(DEMO_DATE) -30 days" +%F)
 INSTACART ?= $(abspath ../shared/instacart)
 CATALOG_FLAG := $(if $(wildcard $(INSTACART)/products.csv),--catalog $(INSTACART),)
 
@@ -47,6 +50,7 @@ $(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
 
 airflow-db: $(AIRFLOW_HOME)/airflow.db
 
+demo airflow: export BASKET_SEGMENT_REFERENCE_DATE ?= $(DEMO_REFERENCE_DATE)
 demo: venv airflow-db
 	@echo "== generating $(DEMO_USERS) users over $(DEMO_DAYS) days ending $(DEMO_DATE) into $(BASKET_LAKE_URL)"
 	python -m basket_insights generate --lake $(BASKET_LAKE_URL) --users $(DEMO_USERS) --days $(DEMO_DAYS) \

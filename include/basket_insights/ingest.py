@@ -253,7 +253,10 @@ def _quarantine_table(table: str, rejects: list[dict[str, Any]], bad_rows: pd.Da
         records["reason"].extend(bad_rows["reason"].tolist())
         records["raw"].extend([None] * len(bad_rows))
         for c in cols:
-            records[c].extend(bad_rows[c].astype("string").astype(object).where(bad_rows[c].notna(), None).tolist())
+            values = bad_rows[c]
+            if pa.types.is_integer(READ_TYPES[table][c]) and values.dtype.kind == "f":
+                values = values.astype("Int64")  # an empty value in the batch made the column float: 10, not 10.0
+            records[c].extend(values.astype("string").astype(object).where(values.notna(), None).tolist())
     schema = pa.schema(QUARANTINE_SCHEMA_EXTRA + [(c, pa.string()) for c in cols])
     return pa.table(records, schema=schema)
 
@@ -401,7 +404,8 @@ def _validate_and_write(
     gx_json = _json_bytes(outcome.results_json)
 
     def commit_drop(i: int) -> tuple[DropResult, str | None]:
-        ds, parsed, fingerprint, source = batch[i].ds, batch[i].parsed, batch[i].fingerprint, batch[i].source
+        drop = batch[i]
+        ds, parsed, source = drop.ds, drop.parsed, drop.source
         lo, hi = starts[i], starts[i + 1]
         good = combined.slice(lo, hi - lo).filter(pa.array(~bad[lo:hi]))
         quarantine = _quarantine_table(table, parsed.rejects, bad_rows.iloc[cuts[i] : cuts[i + 1]])
@@ -452,7 +456,12 @@ def _validate_and_write(
             ds,
             _to_bronze(table, good),
             run_id=run_id,
-            extra={"source": source, "source_fingerprint": fingerprint, "rows_in": rows_in, "rows_quarantined": n_bad},
+            extra={
+                "source": source,
+                "source_fingerprint": drop.fingerprint,
+                "rows_in": rows_in,
+                "rows_quarantined": n_bad,
+            },
         )
         log.info(
             "%s ds=%s: %d rows in = %d ingested + %d quarantined%s",

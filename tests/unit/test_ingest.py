@@ -109,6 +109,18 @@ def test_each_order_rule_quarantines_the_row_with_its_reason(lake: Lake, row: st
     assert sorted(lake.read_table("bronze", "orders").column("order_id").to_pylist()) == [10, 11, 12]
 
 
+def test_quarantined_integers_read_as_written(lake: Lake) -> None:
+    """An empty id elsewhere in the batch makes the column float in pandas; the quarantine must still
+    show ``10``, not ``10.0``, so the row can be found in the source file."""
+    deliver_catalog(lake)
+    deliver(lake, orders=GOOD_ORDERS + ",3,prior,1,2,10,\n" + "10,3,prior,1,2,10,\n")
+    ingest_orders(lake, DS, max_bad_fraction=0.9)
+    bad = {row["line"]: row for row in quarantine(lake, "orders")}
+    assert bad[5]["order_id"] is None and bad[5]["user_id"] == "3"
+    assert (bad[6]["order_id"], bad[6]["user_id"], bad[6]["order_hour_of_day"]) == ("10", "3", "10")
+    assert "order_id_is_unique" in bad[6]["reason"]
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
