@@ -110,9 +110,9 @@ def ingest_floor(lake: Any, ds: str, *, write: bool) -> dict[str, Any]:
     """The floor under any ingest of the ``orders`` and ``order_products`` drops up to ``ds``.
 
     Reads and parses every drop with the ingest's own pyarrow reader (all cores) and, with ``write``,
-    casts it to its bronze types and commits it as one partition per day into a scratch lake beside
-    nothing else (``Lake.write_table``: parquet + manifest). No validation, quarantine or results:
-    whatever the real ingest takes above this is what checking and recording cost.
+    casts it to its bronze types and commits it as one partition per day into a scratch lake
+    (``Lake.write_table``: parquet + manifest). No validation, quarantine or results: whatever the
+    real ingest takes above this is what checking and recording cost.
     """
     import io
     import tempfile

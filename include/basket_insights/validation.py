@@ -284,7 +284,7 @@ def _describe(config: Any) -> str:
 def _in_set(values: pd.Series, value_set: list[Any]) -> np.ndarray:
     """``values.isin(value_set)`` as GX computes it; boolean and small integer sets without hashing
     (the check columns and flags of tens of millions of rows)."""
-    if values.dtype == bool and all(isinstance(v, bool) for v in value_set):
+    if values.dtype == bool and value_set and all(isinstance(v, bool) for v in value_set):
         flags = values.to_numpy()
         return np.ones(len(flags), bool) if len(set(value_set)) == 2 else (flags if value_set[0] else ~flags)
     if values.dtype.kind in "iu" and value_set and all(type(v) is int for v in value_set) and len(value_set) <= 16:

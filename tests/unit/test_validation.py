@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basket_insights.validation import SCREEN_SAMPLE_ROWS, KnownKeys, validate_frame
+from basket_insights.validation import SCREEN_SAMPLE_ROWS, KnownKeys, _in_set, _isin, validate_frame
 
 ROWS = 5 * SCREEN_SAMPLE_ROWS  # well above the sample, so the screen does the work
 DAYS = (740_000, 740_001)  # two drops in one batch
@@ -29,7 +29,7 @@ def _clean(table: str, rng: np.random.Generator) -> tuple[pd.DataFrame, KnownKey
         }
         known = KnownKeys()
     elif table == "order_products":
-        orders = rng.integers(1, 400, n)
+        orders = np.sort(rng.integers(1, 400, n))  # lines come grouped by order, as in real drops
         frame = {
             "order_id": orders,
             "product_id": ids,  # (order, product) unique
@@ -96,3 +96,31 @@ def test_keys_need_only_be_unique_within_their_drop() -> None:
     one_drop = validate_frame("orders", df.drop(columns="drop_day"), known)
     assert len(one_drop.bad_reasons) == int((~first).sum())
     assert all("order_id_is_unique" in why for why in one_drop.bad_reasons.values())
+
+
+@pytest.mark.parametrize(
+    ("values", "value_set"),
+    [
+        (pd.Series([True, False, True]), [True]),
+        (pd.Series([True, False, True]), [False]),
+        (pd.Series([True, False, True]), [True, False]),
+        (pd.Series([True, False, True]), []),
+        (pd.Series([0, 1, 2, -1, 1]), [0, 1]),
+        (pd.Series([0, 1, 2, -1, 1]), [7]),
+        (pd.Series([0, 1, 2, -1, 1]), [1.0]),
+        (pd.Series([0, 1, 2, -1, 1]), []),
+        (pd.Series([0.0, 1.0, 2.5]), [0, 1]),
+        (pd.Series(["prior", "train", "x"]), ["prior", "train", "test"]),
+    ],
+)
+def test_in_set_screen_is_pandas_isin(values: pd.Series, value_set: list) -> None:
+    assert _in_set(values, value_set).tolist() == values.isin(value_set).tolist()
+
+
+def test_key_lookup_is_pandas_isin_with_and_without_runs() -> None:
+    rng = np.random.default_rng(3)
+    allowed = rng.integers(0, 60, 30)
+    for values in (np.sort(rng.integers(0, 80, 2_000)), rng.integers(0, 80, 2_000), np.array([5]), np.array([], int)):
+        series = pd.Series(values)
+        assert _isin(series, allowed).tolist() == series.isin(allowed).tolist()
+    assert not _isin(pd.Series([1, 1, 2]), None).any()
