@@ -315,11 +315,12 @@ def ingest_drops(
         with its file and reasons. Those drops have quarantine and validation results but no
         bronze partition.
     """
+    if not dates:
+        return []
     # GX takes seconds to import; importing it while the first drops are read and parsed (Arrow
     # releases the GIL) takes part of that off the task's time. validate_frame waits for it.
     importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
-    if dates:
-        importer.start()
+    importer.start()
     results: list[DropResult] = []
     errors: list[str] = []
     batch: list[PendingDrop] = []
@@ -351,8 +352,7 @@ def ingest_drops(
         if batch_size >= batch_rows:
             flush()
     flush()
-    if dates:
-        importer.join()  # never leave an import running behind the task (every drop may have failed to parse)
+    importer.join()  # never leave an import running behind the task (every drop may have failed to parse)
     if errors:
         raise DropError(f"{len(errors)} {table} drop(s) could not be ingested:\n  " + "\n  ".join(errors))
     return results

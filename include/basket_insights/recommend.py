@@ -73,7 +73,7 @@ class _KeySet:
 @dataclass(frozen=True)
 class _HistoryIndex:
     """What every recommendation over one history needs, whatever the method: built once and shared
-    by the evaluation's three methods (building it is about a third of a run at full scale)."""
+    by the evaluation's three methods (a few seconds per build at full scale)."""
 
     lines: pd.DataFrame
     all_users: np.ndarray  # sorted
