@@ -238,6 +238,7 @@ def test_a_cleared_date_reruns_with_identical_outputs(stack: dict, all_runs: dic
 
 def test_a_backfill_from_the_airflow_ui_in_chromium(stack: dict, all_runs: dict) -> None:
     """The way our users backfill: log in, open the DAG, Trigger ▸ Backfill, pick the dates, Run Backfill."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -248,7 +249,8 @@ def test_a_backfill_from_the_airflow_ui_in_chromium(stack: dict, all_runs: dict)
     ds = (TODAY - timedelta(days=6)).isoformat()
     password = json.loads((stack["native"].folder / "secrets.json").read_text())["admin_password"]
     browser = _chromium()
-    wait = WebDriverWait(browser, 60)
+    # React re-renders popovers and buttons while we look: an element gone stale means "look again".
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
 
     def button(text: str):
         return wait.until(lambda b: next((e for e in b.find_elements(By.TAG_NAME, "button")
