@@ -111,30 +111,39 @@ def ingest_floor(lake: Any, ds: str, *, write: bool) -> dict[str, Any]:
 
     Reads and parses every drop with the ingest's own pyarrow reader (all cores) and, with ``write``,
     casts it to its bronze types and commits it as one partition per day into a scratch lake
-    (``Lake.write_table``: parquet + manifest). No validation, quarantine or results: whatever the
-    real ingest takes above this is what checking and recording cost.
+    (``Lake.write_table``: parquet + manifest) on the ingest's write threads, while the next drops
+    are parsed. No validation, quarantine or results: whatever the real ingest takes above this is
+    what checking and recording cost.
     """
     import io
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.csv as pcsv
 
-    from basket_insights.ingest import READ_TYPES
+    from basket_insights.ingest import READ_TYPES, WRITE_THREADS
     from basket_insights.lake import Lake
     from basket_insights.validation import BRONZE_SCHEMAS, COLUMNS
 
     out: dict[str, Any] = {"rows": 0, "mb": 0.0}
-    with tempfile.TemporaryDirectory(prefix="ingest-floor-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="ingest-floor-") as scratch,
+        ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool,
+    ):
         target = Lake(Path(scratch).as_uri())
         for table in ("orders", "order_products"):
+            writes = []
             for day in lake.landing_dates(table, up_to=ds):
                 data = lake.fs.cat_file(lake.landing_file(table, day).path)
                 options = pcsv.ConvertOptions(column_types=READ_TYPES[table], include_columns=COLUMNS[table])
                 rows = pcsv.read_csv(io.BytesIO(data), convert_options=options)
                 if write:
-                    target.write_table("bronze", table, day, rows.cast(BRONZE_SCHEMAS[table]))
+                    bronze = rows.cast(BRONZE_SCHEMAS[table])
+                    writes.append(pool.submit(target.write_table, "bronze", table, day, bronze))
                 out["rows"] += rows.num_rows
                 out["mb"] += len(data) / 2**20
+            for done in writes:
+                done.result()
     out["mb"] = round(out["mb"], 1)
     return out
 
