@@ -450,15 +450,19 @@ def evaluate(
     """Offline evaluation against the global and segment popularity baselines, on a temporal hold-out.
 
     Rules are mined again from the earlier history only, and preferences recomputed from it.
+    The full history and the mined baskets are let go as soon as they are used (when the caller
+    passed its only reference to ``history``): only the training lines stay, in the index.
     """
     from basket_insights.preferences import preference_counts, preference_table
     from basket_insights.rules import Baskets, mine
 
     settings = settings or RecommendSettings()
     train, truth = holdout(history)
+    del history
     users = truth["user_id"].unique()
     baskets = Baskets.from_pairs(train.lines["order_id"].to_numpy(), train.lines["product_id"].to_numpy())
     _, rules = mine(baskets, rule_settings)
+    del baskets
     preferences = None
     if product_clusters is not None and len(train.lines):
         preferences = preference_table(
@@ -486,14 +490,16 @@ def evaluate(
 def run_evaluate(lake: Lake, ds: str, rule_settings: object, settings: RecommendSettings, *, run_id: str = "") -> dict:
     """Evaluate on the hold-out and write ``gold/evaluation/ds``."""
     started = time.monotonic()
-    history = load_history(lake, ds)
     segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
     clusters = lake.read_table("gold", "product_clusters", dates=[ds], columns=["product_id", "cluster_id"]).to_pandas()
     names = product_names(lake, ds)
-    table = evaluate(history, segments, names, rule_settings, settings, clusters)
+    loaded = [load_history(lake, ds)]
+    rows_in = len(loaded[0].lines)
+    # pop: evaluate holds the only reference and lets the full history go once it is split (~1 GB at 1x)
+    table = evaluate(loaded.pop(), segments, names, rule_settings, settings, clusters)
     table.insert(0, "ds", ds)
     lake.write_table("gold", "evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id)
     log.info("evaluate ds=%s: %s (%.1f s)", ds, table.drop(columns=["ds"]).round(4).to_dict("records"),
              time.monotonic() - started)  # fmt: skip
     hit_rates = {row["method"]: round(row["hit_rate"], 4) for row in table.to_dict("records")}
-    return {"rows_in": len(history.lines), "rows_out": len(table), **hit_rates}
+    return {"rows_in": rows_in, "rows_out": len(table), **hit_rates}
