@@ -86,6 +86,31 @@ def test_recommender_beats_global_popularity_on_the_hold_out(world) -> None:
     assert table.loc["recommender", "coverage"] > table.loc["global_popularity", "coverage"]
 
 
+def test_evaluate_lets_the_full_history_go_before_it_recommends(world, monkeypatch) -> None:
+    """At full scale the history is ~1 GB: evaluate must not hold it (nor the baskets) while the
+    three recommenders run, when its caller handed over the only reference (as run_evaluate does)."""
+    import gc
+    import weakref
+
+    from basket_insights import recommend as module
+
+    _, history, segments, names = world
+    handed_over = [History(history.lines.copy())]
+    full_lines = weakref.ref(handed_over[0].lines)
+    alive_when_indexing = []
+    index_history = module._index_history
+
+    def spy(train: History, users: np.ndarray):
+        gc.collect()
+        alive_when_indexing.append(full_lines() is not None)
+        return index_history(train, users)
+
+    monkeypatch.setattr(module, "_index_history", spy)
+    table = evaluate(handed_over.pop(), segments, names, RuleSettings())
+    assert alive_when_indexing == [False]
+    assert len(table) == 3
+
+
 def test_holdout_and_scores_by_hand() -> None:
     lines = pd.DataFrame(
         {
