@@ -427,16 +427,24 @@ def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, s
     }
 
 
+#: ``airflow`` with :mod:`basket_insights.preload` imported first: the LocalExecutor's workers fork from
+#: this process and its tasks from them, so they start with the libraries, as under the deployments'
+#: Celery workers (``basket_insights.celery_config``).
+_PRELOADED_AIRFLOW = (
+    "import sys, basket_insights.preload; from airflow.__main__ import main; sys.argv[0] = 'airflow'; main()"
+)
+
+
 def _dag_test(env: dict[str, str], ds: str, log_path: Any) -> float:
     """``airflow dags test --use-executor``: the LocalExecutor runs each task in its own process (as a
-    Celery worker does), so each task's peak memory is its own; two tasks may run at once."""
+    Celery worker does), so each task's peak memory is its own; two tasks may run at once. The
+    libraries are preloaded as the deployments' workers preload them (see ``_PRELOADED_AIRFLOW``)."""
     import time
 
-    airflow = str(AIRFLOW)
     started = time.perf_counter()
+    command = [sys.executable, "-c", _PRELOADED_AIRFLOW, "dags", "test", "--use-executor", "basket_insights", ds]
     with open(log_path, "w") as log:
-        done = subprocess.run([airflow, "dags", "test", "--use-executor", "basket_insights", ds], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     text = open(log_path).read()
     if done.returncode != 0 or "state=failed" in text:

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -317,10 +318,15 @@ def ingest_drops(
     """
     if not dates:
         return []
-    # GX takes seconds to import; importing it while the first drops are read and parsed (Arrow
-    # releases the GIL) takes part of that off the task's time. validate_frame waits for it.
+    # GX takes seconds to import. A worker that preloads it (basket_insights.preload) spares every
+    # task that; otherwise it is imported while the first drops are read and parsed (Arrow releases
+    # the GIL), and validate_frame waits for it.
     importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
-    importer.start()
+    if "great_expectations" in sys.modules:
+        log.info("%s: Great Expectations already imported in this process (preloaded by the worker)", table)
+    else:
+        log.info("%s: importing Great Expectations (not preloaded by this worker: docs/operations.md)", table)
+        importer.start()
     results: list[DropResult] = []
     errors: list[str] = []
     batch: list[PendingDrop] = []
@@ -352,7 +358,8 @@ def ingest_drops(
         if batch_size >= batch_rows:
             flush()
     flush()
-    importer.join()  # never leave an import running behind the task (every drop may have failed to parse)
+    if importer.is_alive():
+        importer.join()  # never leave an import running behind the task (every drop may have failed to parse)
     if errors:
         raise DropError(f"{len(errors)} {table} drop(s) could not be ingested:\n  " + "\n  ".join(errors))
     return results

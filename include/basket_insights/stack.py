@@ -218,6 +218,7 @@ def stack_environment(stack: NativeStack, values: dict[str, str], ports: dict[st
         "AIRFLOW__CELERY__BROKER_URL": stack.redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "basket_insights.celery_config.CELERY_CONFIG",
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__API__PORT": str(stack.api_port),
         "AIRFLOW__API__SECRET_KEY": values["api_secret_key"],
