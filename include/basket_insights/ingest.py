@@ -321,11 +321,12 @@ def ingest_drops(
     # GX takes seconds to import. A worker that preloads it (basket_insights.preload) spares every
     # task that; otherwise it is imported while the first drops are read and parsed (Arrow releases
     # the GIL), and validate_frame waits for it.
-    importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
+    importer = None
     if "great_expectations" in sys.modules:
         log.info("%s: Great Expectations already imported in this process (preloaded by the worker)", table)
     else:
         log.info("%s: importing Great Expectations (not preloaded by this worker: docs/operations.md)", table)
+        importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
         importer.start()
     results: list[DropResult] = []
     errors: list[str] = []
@@ -358,7 +359,7 @@ def ingest_drops(
         if batch_size >= batch_rows:
             flush()
     flush()
-    if importer.is_alive():
+    if importer is not None:
         importer.join()  # never leave an import running behind the task (every drop may have failed to parse)
     if errors:
         raise DropError(f"{len(errors)} {table} drop(s) could not be ingested:\n  " + "\n  ".join(errors))

@@ -87,8 +87,8 @@ def test_recommender_beats_global_popularity_on_the_hold_out(world) -> None:
 
 
 def test_evaluate_lets_the_full_history_go_before_it_recommends(world, monkeypatch) -> None:
-    """At full scale the history is ~1 GB: evaluate must not hold it (nor the baskets) while the
-    three recommenders run, when its caller handed over the only reference (as run_evaluate does)."""
+    """At full scale the history is ~1 GB: evaluate must not hold it while the three recommenders
+    run, when its caller handed over the only reference (as run_evaluate does)."""
     import gc
     import weakref
 
