@@ -323,7 +323,7 @@ def ingest_drops(
     # the GIL), and validate_frame waits for it.
     importer = None
     if "great_expectations" in sys.modules:
-        log.info("%s: Great Expectations already imported in this process (preloaded by the worker)", table)
+        log.info("%s: Great Expectations already imported in this process (worker preload or an earlier step)", table)
     else:
         log.info("%s: importing Great Expectations (not preloaded by this worker: docs/operations.md)", table)
         importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
