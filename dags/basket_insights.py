@@ -18,7 +18,8 @@ segment_customers + cluster_products ─> evaluate ─────────�
 * **ingest_*** parse each pending drop with an explicit schema, validate it with Great
   Expectations, write good rows to `bronze/`, bad rows with a reason each to `quarantine/`,
   and the validation results (JSON and Data Docs HTML) to `validation/`. A run ingests `ds`'s
-  drop and every earlier drop that is new or changed since it was ingested.
+  drop and every earlier drop that is new or changed since it was ingested; each ingest task runs
+  for one date at a time, so concurrent dates do not ingest the same earlier drops twice.
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`.
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
@@ -148,7 +149,9 @@ def basket_insights() -> None:
                 )
         return PokeReturnValue(is_done=not missing)
 
-    @task(outlets=[BRONZE["departments"], BRONZE["aisles"], BRONZE["products"]])
+    # One ingest of a table at a time across runs: concurrent dates (backfills, catch-up) would each
+    # ingest the same pending earlier drops; one at a time, the next run finds them committed.
+    @task(outlets=[BRONZE["departments"], BRONZE["aisles"], BRONZE["products"]], max_active_tis_per_dag=1)
     def ingest_catalog(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
         from basket_insights.ingest import ingest_catalog as run
 
@@ -156,7 +159,7 @@ def basket_insights() -> None:
             _lake(), ds, max_bad_fraction=params["max_bad_row_fraction"], run_id=run_id, force=params["force_reingest"]
         )
 
-    @task(outlets=[BRONZE["orders"]])
+    @task(outlets=[BRONZE["orders"]], max_active_tis_per_dag=1)
     def ingest_orders(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
         from basket_insights.ingest import ingest_orders as run
 
@@ -164,7 +167,7 @@ def basket_insights() -> None:
             _lake(), ds, max_bad_fraction=params["max_bad_row_fraction"], run_id=run_id, force=params["force_reingest"]
         )
 
-    @task(outlets=[BRONZE["order_products"]])
+    @task(outlets=[BRONZE["order_products"]], max_active_tis_per_dag=1)
     def ingest_order_products(ds: str | None = None, params: dict | None = None, run_id: str | None = None) -> dict:
         from basket_insights.ingest import ingest_order_products as run
 
