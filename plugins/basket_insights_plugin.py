@@ -34,7 +34,8 @@ def _warehouse():
 
     from basket_insights.publish import warehouse_for
 
-    return warehouse_for(_settings(), Connection.get)
+    # Looked up per request, so an edited connection applies at once; its reads share a pool.
+    return warehouse_for(_settings(), Connection.get, pooled=True)
 
 
 def _app():

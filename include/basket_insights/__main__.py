@@ -120,6 +120,16 @@ def cmd_bench_publish(args: argparse.Namespace) -> dict:
     return {"publish": rows}
 
 
+def cmd_bench_api(args: argparse.Namespace) -> dict:
+    from basket_insights.bench import bench_api_reads
+    from basket_insights.publish import Warehouse
+
+    rows = bench_api_reads(Warehouse("postgres", args.postgres, "postgresql"), requests=args.requests, runs=args.runs)
+    for row in rows:
+        print(f"| {row['reads']} | {row['ms_per_request']:.2f} | {', '.join(map(str, row['runs']))} |", file=sys.stderr)
+    return {"api_reads": rows}
+
+
 def cmd_bench_pipeline(args: argparse.Namespace) -> dict:
     from basket_insights.bench import bench_pipeline, format_pipeline, update_docs
     from basket_insights.config import REPO_ROOT
@@ -298,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bp.add_argument("--sqlite", default="/tmp/basket_bench.sqlite", help="SQLite file ('' to skip)")
     bp.set_defaults(func=cmd_bench_publish)
+    ba = bench_sub.add_parser("api", help="the plugin API's PostgreSQL reads: a connection per read against pooled")
+    ba.add_argument("--requests", type=_positive, default=300, help="requests per run and mode")
+    ba.add_argument("--runs", type=_positive, default=5)
+    ba.add_argument(
+        "--postgres",
+        default="host=127.0.0.1 port=5432 user=postgres dbname=basket_bench",
+        help="libpq conninfo of an existing, disposable database",
+    )
+    ba.set_defaults(func=cmd_bench_api)
     return parser
 
 

@@ -14,7 +14,8 @@ Routes, relative to where the app is mounted (``/basket-insights`` in the plugin
 sets to Airflow's own check (the JWT of the UI's cookie or an ``Authorization: Bearer`` header),
 so anonymous callers get 401. Inputs are typed and validated (integer ids, ISO dates, plot names
 from the partition's manifest), so no request can name a path outside the lake; errors say what
-was not found without revealing the lake's location or credentials.
+was not found without revealing the lake's location or credentials. An unreachable database answers
+503 with ``Retry-After`` (the cause is logged, not returned).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from basket_insights.lake import Lake, check_ds
 from basket_insights.publish import (
     Warehouse,
+    WarehouseUnavailable,
     published_dates,
     rules_with_antecedent,
     user_recommendations,
@@ -63,6 +65,15 @@ def create_app(
         description="Daily report, recommendations, segments and rules of the basket_insights DAG.",
         dependencies=[Depends(auth)],
     )
+
+    @app.exception_handler(WarehouseUnavailable)
+    def warehouse_unavailable(request: Request, exc: WarehouseUnavailable) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)  # the detail stays in the server's log
+        return JSONResponse(
+            {"detail": "the published tables' database is unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
 
     def published(ds: str | None) -> str:
         dates = [row["ds"] for row in published_dates(warehouse())]

@@ -338,6 +338,37 @@ def bench_publish(targets: dict[str, Any], users: int = 200_000, runs: int = 3) 
     return rows
 
 
+def bench_api_reads(warehouse: Any, users: int = 20_000, requests: int = 300, runs: int = 5) -> list[dict[str, Any]]:
+    """Milliseconds per ``GET api/users/{id}/recommendations``'s database work (the published dates,
+    then the user's rows), each read on a new connection against reads sharing the pool
+    (``Warehouse.pooled``), the two alternating run by run; medians over ``runs``.
+
+    ``warehouse`` is a disposable PostgreSQL database: ``users`` × 10 rows are published to it first.
+    """
+    import random
+    import time
+    from dataclasses import replace
+
+    from basket_insights.publish import close_read_pools, publish_tables, published_dates, user_recommendations
+
+    publish_tables(warehouse, "2026-01-01", {"recommendations": recommendation_workload(users)}, run_id="bench")
+    modes = {"a new connection per read": replace(warehouse, pooled=False), "pooled": replace(warehouse, pooled=True)}
+    timings: dict[str, list[float]] = {name: [] for name in modes}
+    rng = random.Random(0)
+    try:
+        for _ in range(runs):
+            for name, target in modes.items():
+                started = time.perf_counter()
+                for _ in range(requests):
+                    day = published_dates(target)[0]["ds"]
+                    assert len(user_recommendations(target, day, rng.randint(1, users))) == 10
+                timings[name].append((time.perf_counter() - started) / requests * 1000)
+    finally:
+        close_read_pools()
+    return [{"reads": name, "ms_per_request": statistics.median(ms), "runs": [round(m, 2) for m in ms]}
+            for name, ms in timings.items()]  # fmt: skip
+
+
 # -- the whole daily run through Airflow, against the seed notebook's method ---------------------
 
 #: The venv's ``airflow`` command (beside this interpreter).

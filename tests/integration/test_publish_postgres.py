@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
+import uuid
+from dataclasses import replace
 
 import psycopg
 import pyarrow as pa
 import pytest
 
+from basket_insights.api import create_app
 from basket_insights.publish import (
     PublishError,
     Warehouse,
+    WarehouseUnavailable,
+    close_read_pools,
     gold_tables,
     publish_tables,
     published_dates,
@@ -18,7 +24,7 @@ from basket_insights.publish import (
     run_publish,
     user_recommendations,
 )
-from tests.conftest import GOLD_DATES, PG_ADMIN
+from tests.conftest import GOLD_DATES, PG_ADMIN, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +92,46 @@ def test_an_unreachable_database_fails_with_its_address_not_its_password() -> No
         publish_tables(warehouse, "2026-01-02", {})
     assert "pg://127.0.0.1:1" in str(caught.value) and "hunter2" not in str(caught.value)
     assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+def test_pooled_reads_reuse_a_connection_and_recover_from_a_lost_one(gold_lake, postgres_db: str) -> None:
+    """The api-server's reads: same answers as a fresh connection each, a connection kept open for
+    them, and connections the server dropped (a restart, a failover) replaced without an error."""
+    app_name = f"basket_pool_{uuid.uuid4().hex[:8]}"
+    plain = replace(_warehouse(postgres_db), target=f"{_warehouse(postgres_db).target} application_name={app_name}")
+    pooled = replace(plain, pooled=True)
+    ds = GOLD_DATES[-1]
+    run_publish(gold_lake, plain, ds)
+    user = gold_tables(gold_lake, ds)["recommendations"].column("user_id")[0].as_py()
+    try:
+        assert user_recommendations(pooled, ds, user) == user_recommendations(plain, ds, user)
+        assert published_dates(pooled) == published_dates(plain)
+        # one connection, or two when the first read, waiting for the pool's first, made it grow
+        assert len({pooled.query("SELECT pg_backend_pid() AS pid")[0]["pid"] for _ in range(20)}) <= 2
+        assert len({plain.query("SELECT pg_backend_pid() AS pid")[0]["pid"] for _ in range(3)}) == 3
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (app_name,)
+            ).fetchall()
+        assert killed and all(ok for (ok,) in killed)  # the pool's connections; plain reads left none open
+        assert user_recommendations(pooled, ds, user) == user_recommendations(plain, ds, user)
+    finally:
+        close_read_pools()
+
+
+def test_the_api_answers_503_when_the_database_is_down(gold_lake) -> None:
+    from fastapi.testclient import TestClient
+
+    down = Warehouse("postgres", f"host=127.0.0.1 port={free_port()} user=u password=hunter2", "pg://down", pooled=True)
+    client = TestClient(create_app(lambda: gold_lake, lambda: down, lambda: None))
+    try:
+        started = time.monotonic()
+        response = client.get("/api/users/1/recommendations")
+        assert time.monotonic() - started < 30
+        assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+        assert "unavailable" in response.json()["detail"] and "127.0.0.1" not in response.text
+        with pytest.raises(WarehouseUnavailable, match="pg://down"):
+            replace(down, pooled=False).query("SELECT 1")
+    finally:
+        close_read_pools()
