@@ -8,8 +8,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from basket_insights.lake import Lake
 from basket_insights.report import PLOTS
 from basket_insights.synth import generate
-from tests.conftest import REPO, VENV_BIN, free_port, run_dag_test
+from tests.conftest import REPO, VENV_BIN, free_port, http_request, run_dag_test
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +25,9 @@ PASSWORD = "plugin-test-password"
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def _request(url: str, token: str | None = None, method: str = "GET", body: dict | None = None) -> tuple[int, bytes]:
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 def _healthy(url: str) -> bool:
     try:
-        return _request(url)[0] == 200
+        return http_request(url)[0] == 200
     except OSError:  # not listening yet
         return False
 
@@ -86,7 +71,7 @@ def site(airflow_home: dict[str, str], seaweedfs: dict[str, str], tmp_path_facto
             server_log.close()
             pytest.fail(f"api-server did not start: {(folder / 'api-server.log').read_text()[-3000:]}")
         time.sleep(1)
-    status, body = _request(f"{base}/auth/token", method="POST", body={"username": "analyst", "password": PASSWORD})
+    status, body = http_request(f"{base}/auth/token", method="POST", body={"username": "analyst", "password": PASSWORD})
     assert status in (200, 201), body
     try:
         yield {"base": base, "plugin": f"{base}/basket-insights", "token": json.loads(body)["access_token"],
@@ -110,29 +95,29 @@ ROUTES = [
 
 def test_anonymous_and_forged_requests_get_nothing(site: dict) -> None:
     for route in ROUTES:
-        status, body = _request(f"{site['plugin']}/{route}")
+        status, body = http_request(f"{site['plugin']}/{route}")
         assert status == 401, (route, status)
         assert b"Banana" not in body and b"<html" not in body
-        status, body = _request(f"{site['plugin']}/{route}", token="eyJhbGciOiJIUzUxMiJ9.e30.forged")
+        status, body = http_request(f"{site['plugin']}/{route}", token="eyJhbGciOiJIUzUxMiJ9.e30.forged")
         assert status in (401, 403), (route, status)
 
 
 def test_the_api_serves_what_was_published(site: dict) -> None:
     lake, plugin, token = site["lake"], site["plugin"], site["token"]
-    status, body = _request(f"{plugin}/api/dates", token)
+    status, body = http_request(f"{plugin}/api/dates", token)
     assert status == 200
     dates = json.loads(body)
     assert [d["ds"] for d in dates["published"]] == [END] and dates["reports"] == [END]
 
     recs = lake.read_table("gold", "recommendations", dates=[END]).to_pandas()
     user = int(recs["user_id"].iloc[0])
-    status, body = _request(f"{plugin}/api/users/{user}/recommendations", token)
+    status, body = http_request(f"{plugin}/api/users/{user}/recommendations", token)
     assert status == 200
     served = json.loads(body)
     assert served["ds"] == END
     expected = recs[recs["user_id"] == user].sort_values("rank")
     assert [r["product_id"] for r in served["recommendations"]] == expected["product_id"].tolist()
-    status, body = _request(f"{plugin}/api/users/{user}/segment?ds={END}", token)
+    status, body = http_request(f"{plugin}/api/users/{user}/segment?ds={END}", token)
     segments = lake.read_table("gold", "customer_segments", dates=[END]).to_pandas().set_index("user_id")
     assert status == 200 and json.loads(body)["segment_name"] == segments.loc[user, "segment_name"]
 
@@ -142,7 +127,7 @@ def test_the_api_serves_what_was_published(site: dict) -> None:
     wanted = sorted(rules[rules["antecedents"].apply(lambda a: product in list(a))]["lift"].round(9), reverse=True)
     pages, offset = [], 0
     while offset is not None:  # walk the pages
-        status, body = _request(f"{plugin}/api/products/{product}/rules?limit=2&offset={offset}", token)
+        status, body = http_request(f"{plugin}/api/products/{product}/rules?limit=2&offset={offset}", token)
         assert status == 200
         page = json.loads(body)
         assert page["total"] == len(wanted) and len(page["rules"]) <= 2
@@ -151,7 +136,7 @@ def test_the_api_serves_what_was_published(site: dict) -> None:
     assert [round(r["lift"], 9) for r in pages] == wanted
     assert all(product in r["antecedents"] and r["antecedent_names"] for r in pages)
 
-    status, body = _request(f"{plugin}/plots/ds={END}/top_rules.png", token)
+    status, body = http_request(f"{plugin}/plots/ds={END}/top_rules.png", token)
     assert status == 200 and body == lake.read_file("gold", "plots", END, "top_rules.png")
 
 
@@ -167,7 +152,7 @@ def test_unknown_and_invalid_inputs_get_clear_errors(site: dict) -> None:
         f"plots/ds={END}/nope.png": (404, "no plot 'nope.png'"),
     }
     for route, (code, message) in cases.items():
-        status, body = _request(f"{plugin}/{route}", token)
+        status, body = http_request(f"{plugin}/{route}", token)
         assert status == code and message in body.decode(), (route, status, body[:300])
 
 
@@ -187,12 +172,12 @@ def test_no_request_reaches_outside_the_lake_or_leaks_its_credentials(site: dict
         "report/ds=2026-04-30/..%5C..%5Cindex.html",
     ]
     for route in attempts:
-        status, body = _request(f"{plugin}/{route}", token)
+        status, body = http_request(f"{plugin}/{route}", token)
         assert status in (404, 422), (route, status)
         assert b"root:" not in body and b"user_id" not in body[:0] and b"\x89PNG" not in body, route
     leaks = [site["secret"].encode(), b"basket-test", lake.url.encode(), b"endpoint_url"]
     for route in [*ROUTES, *attempts]:
-        _, body = _request(f"{plugin}/{route}", token)
+        _, body = http_request(f"{plugin}/{route}", token)
         for secret in leaks:
             assert secret not in body, (route, secret)
 

@@ -12,8 +12,6 @@ import os
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -22,7 +20,7 @@ import pytest
 
 from basket_insights.lake import Lake
 from basket_insights.synth import generate
-from tests.conftest import PG_ADMIN, free_port, start_webhook
+from tests.conftest import PG_ADMIN, free_port, http_request, start_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +38,9 @@ class Api:
         self.token = self.call("POST", "/auth/token", {"username": user, "password": password})["access_token"]
 
     def call(self, method: str, path: str, body: dict | None = None, raw: bool = False):
-        headers = {"content-type": "application/json"}
-        if getattr(self, "token", None):
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{method} {path}: {error.code} {error.read()[:1000]!r}") from None
+        status, payload = http_request(self.base + path, getattr(self, "token", None), method, body)
+        if status >= 400:
+            raise AssertionError(f"{method} {path}: {status} {payload[:1000]!r}")
         return payload.decode() if raw else json.loads(payload)
 
     def runs(self) -> dict[str, dict]:
