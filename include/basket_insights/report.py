@@ -30,7 +30,7 @@ from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
 
-#: Partitions of history the "over time" plots show.
+#: Calendar days (``ds`` and the days before it) the "over time" plots show.
 HISTORY_DAYS = 30
 #: The ingested tables whose validation the report summarises.
 VALIDATED_TABLES = ("orders", "order_products", "products", "aisles", "departments")
@@ -61,7 +61,7 @@ class ReportInputs:
     segment_elbow: pd.DataFrame
     preference_elbow: pd.DataFrame
     segment_profiles: pd.DataFrame
-    segment_history: pd.DataFrame  # segment_profiles of the last HISTORY_DAYS partitions, with ds
+    segment_history: pd.DataFrame  # segment_profiles of the last HISTORY_DAYS days, with ds
     product_cluster_summary: pd.DataFrame
     segment_product_preferences: pd.DataFrame
     association_rules: pd.DataFrame
@@ -71,17 +71,52 @@ class ReportInputs:
     recommended_products: int
     catalog_products: int
     recommended_users: int
-    evaluation_history: pd.DataFrame  # evaluation of the last HISTORY_DAYS partitions
+    evaluation_history: pd.DataFrame  # evaluation of the last HISTORY_DAYS days
     validation: list[dict]
     orders_total: int
     orders_today: int
     previous_ds: str | None
+    #: Days of the window, since the DAG's first run, with no segments or evaluation when drawn.
+    history_missing: list[str]
+
+
+def history_window(ds: str) -> list[str]:
+    """The :data:`HISTORY_DAYS` days ending with ``ds``, oldest first."""
+    end = date.fromisoformat(ds)
+    return [(end - timedelta(days=n)).isoformat() for n in range(HISTORY_DAYS - 1, -1, -1)]
 
 
 def _history(lake: Lake, table: str, ds: str) -> pd.DataFrame:
-    dates = lake.partitions("gold", table, up_to=ds)[-HISTORY_DAYS:]
+    dates = [d for d in lake.partitions("gold", table, up_to=ds) if d >= history_window(ds)[0]]
     frame = lake.read_table("gold", table, dates=dates, with_ds=True).to_pandas()
     return frame.loc[:, ~frame.columns.duplicated(keep="last")]  # some tables carry ds already
+
+
+def _missing_history(lake: Lake, ds: str) -> list[str]:
+    """Days of :func:`history_window` on or after the first run's date (of any date, this one's
+    included) without both the segments and the evaluation: they had not run (yet)."""
+    done = [set(lake.partitions("gold", table)) for table in ("segment_profiles", "evaluation")]
+    first_run = min(done[0] | done[1], default=ds)
+    return [d for d in history_window(ds) if d >= first_run and not (d in done[0] and d in done[1])]
+
+
+def date_ranges(days: list[str]) -> str:
+    """Sorted ISO days as text, consecutive ones as ranges: ``2026-05-02 to 2026-05-04, 2026-05-09``."""
+    runs: list[list[str]] = []
+    for day in days:
+        if runs and date.fromisoformat(day) - date.fromisoformat(runs[-1][-1]) == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs)
+
+
+def _over_window(frame: pd.DataFrame, ds: str) -> pd.DataFrame:
+    """``frame`` (indexed by ISO ``ds``) on every day from its first to ``ds``: a day not run is a gap."""
+    if frame.empty:
+        return frame
+    days = pd.date_range(frame.index.min(), ds, freq="D").strftime("%Y-%m-%d")
+    return frame.reindex(days)
 
 
 def _validation_summary(lake: Lake, ds: str) -> list[dict]:
@@ -107,7 +142,7 @@ def _validation_summary(lake: Lake, ds: str) -> list[dict]:
 
 
 def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInputs:
-    """Read the gold tables of ``ds`` (and the last :data:`HISTORY_DAYS` partitions of the over-time ones)."""
+    """Read the gold tables of ``ds`` (and the last :data:`HISTORY_DAYS` days of the over-time ones)."""
 
     def gold(table: str, columns: list[str] | None = None) -> pd.DataFrame:
         return lake.read_table("gold", table, dates=[ds], columns=columns).to_pandas()
@@ -159,6 +194,7 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         orders_total=sum(m.rows for m in manifests if m is not None),
         orders_today=today.rows if today else 0,
         previous_ds=earlier_reports[-1] if earlier_reports else None,
+        history_missing=_missing_history(lake, ds),
     )
 
 
@@ -246,17 +282,23 @@ def plot_segment_profiles(inputs: ReportInputs) -> bytes:
     return _png(fig)
 
 
+def _not_run(inputs: ReportInputs) -> str:
+    n = len(inputs.history_missing)
+    return f"; {n} day{'s' if n > 1 else ''} of the window not run when drawn: gaps" if n else ""
+
+
 def plot_segment_sizes(inputs: ReportInputs) -> bytes:
-    """Customers per segment over the last partitions."""
+    """Customers per segment over the last 30 days (a gap: that day had not run)."""
     history = inputs.segment_history
     fig, (ax,) = _figure(10, 3.6)
     pivot = history.pivot_table(index="ds", columns="segment_name", values="size", aggfunc="sum").sort_index()
+    pivot = _over_window(pivot, inputs.ds)
     days = pd.to_datetime(pivot.index)
     for name in pivot.columns:
         ax.plot(days, pivot[name], marker="o", markersize=3, label=name)
-    ax.set_xlabel("date (ds)")
+    ax.set_xlabel(f"date (ds){_not_run(inputs)}")
     ax.set_ylabel("customers")
-    ax.set_title(f"Segment sizes, last {len(pivot)} day(s) up to {inputs.ds}")
+    ax.set_title(f"Segment sizes, last {HISTORY_DAYS} days up to {inputs.ds}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
     return _png(fig)
@@ -371,21 +413,22 @@ def plot_recommendations(inputs: ReportInputs) -> bytes:
 
 
 def plot_evaluation(inputs: ReportInputs) -> bytes:
-    """Hit rate and recall at k of the recommender and the popularity baselines, over time."""
+    """Hit rate and recall at k of the recommender and the popularity baselines, over the last 30 days."""
     history = inputs.evaluation_history.sort_values("ds")
     fig, axes = _figure(11, 3.8, ncols=2)
     k = int(history["k"].iloc[0]) if len(history) else 10
     for ax, metric, label in ((axes[0], "hit_rate", f"hit rate at {k} (%)"), (axes[1], "recall", f"recall at {k} (%)")):
         for method, rows in history.groupby("method", sort=True):
+            series = _over_window(rows.set_index("ds")[[metric]], inputs.ds)[metric]
             ax.plot(
-                pd.to_datetime(rows["ds"]),
-                rows[metric] * 100,
+                pd.to_datetime(series.index),
+                series * 100,
                 marker="o",
                 markersize=4,
                 label=METHOD_LABELS.get(method, method),
             )
         ax.set_ylabel(label)
-        ax.set_xlabel("date (ds)")
+        ax.set_xlabel(f"date (ds){_not_run(inputs)}")
         ax.set_title(f"{label.split(' (')[0].capitalize()} on the next order, by method")
         ax.legend(fontsize=8, frameon=False)
         for tick in ax.get_xticklabels():
@@ -470,6 +513,7 @@ def render_report(inputs: ReportInputs, plots: dict[str, bytes]) -> str:
         validation=inputs.validation,
         previous_ds=inputs.previous_ds,
         next_ds=next_ds,
+        history_missing=date_ranges(inputs.history_missing),
     )
 
 

@@ -66,3 +66,34 @@ def test_names_are_escaped_and_empty_rules_render(gold_lake) -> None:
 def test_report_fails_clearly_when_the_day_has_not_run(gold_lake) -> None:
     with pytest.raises(FileNotFoundError, match=r"gold/recommendations/ds=2026-06-01 is not committed"):
         run_report(gold_lake, "2026-06-01")
+
+
+def test_days_not_run_are_gaps_named_on_the_page(gold_lake, tmp_path) -> None:
+    """A backfill in progress: of the last 30 days before the report's date some have not run yet.
+    The over-time plots keep to the 30 calendar days (an older run stays out) and the page names the
+    days missing since the first run, so nobody reads a gap as a steady line."""
+    import shutil
+
+    from basket_insights.lake import Lake
+    from basket_insights.report import HISTORY_DAYS, date_ranges, history_window
+
+    shutil.copytree(gold_lake.url.removeprefix("file://"), tmp_path / "lake")
+    lake = Lake((tmp_path / "lake").as_uri())
+    ds = GOLD_DATES[-1]  # 2026-05-31; 2026-05-30 ran too
+    for day in ("2026-04-20", "2026-05-28"):  # an old run outside the window, and one inside it
+        for table in ("segment_profiles", "evaluation"):
+            lake.write_table("gold", table, day, lake.read_table("gold", table, dates=[GOLD_DATES[0]]))
+    inputs = load_report_inputs(lake, ds)
+    assert sorted(inputs.segment_history["ds"].unique()) == ["2026-05-28", "2026-05-30", "2026-05-31"]
+    assert sorted(inputs.evaluation_history["ds"].unique()) == ["2026-05-28", "2026-05-30", "2026-05-31"]
+    window = history_window(ds)
+    assert len(window) == HISTORY_DAYS and window[0] == "2026-05-02" and window[-1] == ds
+    assert inputs.history_missing == [d for d in window if d not in ("2026-05-28", "2026-05-30", ds)]
+    assert date_ranges(inputs.history_missing) == "2026-05-02 to 2026-05-27, 2026-05-29"
+
+    run_report(lake, ds)
+    html = lake.read_file("gold", "report", ds, "index.html").decode()
+    assert "Not run when this report was drawn: 2026-05-02 to 2026-05-27, 2026-05-29." in html
+    # the lake's own history (two consecutive runs, nothing before them) has nothing missing
+    assert load_report_inputs(gold_lake, ds).history_missing == []
+    assert 'id="history-missing"' not in gold_lake.read_file("gold", "report", ds, "index.html").decode()
