@@ -13,6 +13,9 @@ from datetime import date
 
 from basket_insights.config import default_lake_url
 
+#: The benchmarks' PostgreSQL database (create it first: ``createdb -h 127.0.0.1 -U postgres basket_bench``).
+BENCH_POSTGRES = "host=127.0.0.1 port=5432 user=postgres dbname=basket_bench"
+
 
 def _iso_date(text: str) -> str:
     try:
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--runs", type=_positive, default=3)
     bp.add_argument(
         "--postgres",
-        default="host=127.0.0.1 port=5432 user=postgres dbname=basket_bench",
+        default=BENCH_POSTGRES,
         help="libpq conninfo of an existing, disposable database ('' to skip)",
     )
     bp.add_argument("--sqlite", default="/tmp/basket_bench.sqlite", help="SQLite file ('' to skip)")
@@ -313,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--runs", type=_positive, default=5)
     ba.add_argument(
         "--postgres",
-        default="host=127.0.0.1 port=5432 user=postgres dbname=basket_bench",
+        default=BENCH_POSTGRES,
         help="libpq conninfo of an existing, disposable database",
     )
     ba.set_defaults(func=cmd_bench_api)
