@@ -86,18 +86,20 @@ def history_window(ds: str) -> list[str]:
     return [(end - timedelta(days=n)).isoformat() for n in range(HISTORY_DAYS - 1, -1, -1)]
 
 
-def _history(lake: Lake, table: str, ds: str) -> pd.DataFrame:
-    dates = [d for d in lake.partitions("gold", table, up_to=ds) if d >= history_window(ds)[0]]
+def _history(lake: Lake, table: str, ds: str, committed: list[str]) -> pd.DataFrame:
+    """``table``'s partitions of :func:`history_window` (``committed``: all its partitions), with ``ds``."""
+    window = history_window(ds)
+    dates = [d for d in committed if window[0] <= d <= ds]
     frame = lake.read_table("gold", table, dates=dates, with_ds=True).to_pandas()
     return frame.loc[:, ~frame.columns.duplicated(keep="last")]  # some tables carry ds already
 
 
-def _missing_history(lake: Lake, ds: str) -> list[str]:
+def _missing_history(segments: list[str], evaluations: list[str], ds: str) -> list[str]:
     """Days of :func:`history_window` on or after the first run's date (of any date, this one's
     included) without both the segments and the evaluation: they had not run (yet)."""
-    done = [set(lake.partitions("gold", table)) for table in ("segment_profiles", "evaluation")]
-    first_run = min(done[0] | done[1], default=ds)
-    return [d for d in history_window(ds) if d >= first_run and not (d in done[0] and d in done[1])]
+    done = set(segments) & set(evaluations)
+    first_run = min([*segments, *evaluations], default=ds)
+    return [d for d in history_window(ds) if d >= first_run and d not in done]
 
 
 def date_ranges(days: list[str]) -> str:
@@ -171,12 +173,14 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     manifests = [lake.manifest("bronze", "orders", d) for d in orders_dates]
     today = lake.manifest("bronze", "orders", ds)
     earlier_reports = [d for d in lake.partitions("gold", "report", up_to=ds) if d < ds]
+    # every committed date of the over-time tables, listed once for the plots and the days missing
+    segment_dates, evaluation_dates = lake.partitions("gold", "segment_profiles"), lake.partitions("gold", "evaluation")
     return ReportInputs(
         ds=ds,
         segment_elbow=gold("segment_elbow"),
         preference_elbow=gold("preference_elbow"),
         segment_profiles=gold("segment_profiles"),
-        segment_history=_history(lake, "segment_profiles", ds),
+        segment_history=_history(lake, "segment_profiles", ds, segment_dates),
         product_cluster_summary=gold("product_cluster_summary"),
         segment_product_preferences=gold("segment_product_preferences"),
         association_rules=gold(
@@ -189,12 +193,12 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         recommended_products=int(recs["product_id"].nunique()),
         catalog_products=len(gold("product_clusters", ["product_id"])),
         recommended_users=int(recs["user_id"].nunique()),
-        evaluation_history=_history(lake, "evaluation", ds),
+        evaluation_history=_history(lake, "evaluation", ds, evaluation_dates),
         validation=_validation_summary(lake, ds),
         orders_total=sum(m.rows for m in manifests if m is not None),
         orders_today=today.rows if today else 0,
         previous_ds=earlier_reports[-1] if earlier_reports else None,
-        history_missing=_missing_history(lake, ds),
+        history_missing=_missing_history(segment_dates, evaluation_dates, ds),
     )
 
 
