@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from basket_insights.arrays import sorted_unique
 from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,11 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
     line_users = line_users[known]
     items = np.bincount(line_users, minlength=n_users)
     reorders = np.bincount(line_users, weights=lines["reordered"].to_numpy(np.float64)[known], minlength=n_users)
-    baskets = pd.unique(line_orders[known])
-    orders_with_lines = np.bincount(lookup[baskets], minlength=n_users)
+    has_lines = np.zeros(len(lookup), dtype=bool)
+    has_lines[line_orders[known]] = True
+    orders_with_lines = np.bincount(lookup[has_lines], minlength=n_users)
     pairs = (line_users << 32) | lines["product_id"].to_numpy(np.int64)[known]
-    distinct = np.bincount((pd.unique(pairs) >> 32).astype(np.int64), minlength=n_users)
+    distinct = np.bincount(sorted_unique(pairs, in_place=True) >> 32, minlength=n_users)
 
     with np.errstate(invalid="ignore", divide="ignore"):
         out = pd.DataFrame(
@@ -192,10 +194,6 @@ class History:
 
     lines: pd.DataFrame
 
-    @property
-    def n_baskets(self) -> int:
-        return int(pd.unique(self.lines["order_id"].to_numpy()).size)
-
 
 def load_history(lake: Lake, ds: str) -> History:
     """Every order line ``<= ds`` with its user and order number."""
@@ -214,6 +212,8 @@ def load_history(lake: Lake, ds: str) -> History:
             "order_id": line_orders,
             "order_number": number_of[line_orders],
             "product_id": lines.column("product_id").to_numpy().astype(np.int64),
-        }
+        },
+        copy=False,  # fresh arrays: a copy would hold the history twice for a moment (~0.9 GB at 1x)
     )
-    return History(frame[frame["user_id"] >= 0].reset_index(drop=True))
+    orphans = frame["user_id"].to_numpy() < 0
+    return History(frame[~orphans].reset_index(drop=True) if orphans.any() else frame)

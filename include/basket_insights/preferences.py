@@ -60,9 +60,11 @@ def preference_counts(
     lookup[product_cluster.index.to_numpy()] = np.searchsorted(clusters, product_cluster.to_numpy())
     cluster_code = lookup[line_products]
     keep = cluster_code >= 0
-    users = np.unique(line_users)
-    # users are ids, not positions: a dense id -> row table is cheaper than hashing every line
-    row_of = np.zeros(int(users.max(initial=0)) + 1, dtype=np.int64)
+    # users are ids, not positions: dense id tables are cheaper than sorting or hashing every line
+    present = np.zeros(int(line_users.max(initial=0)) + 1, dtype=bool)
+    present[line_users] = True
+    users = np.flatnonzero(present).astype(line_users.dtype, copy=False)
+    row_of = np.zeros(len(present), dtype=np.int64)
     row_of[users] = np.arange(len(users))
     bins = row_of[line_users[keep]] * len(clusters) + cluster_code[keep]
     counts = np.bincount(bins, minlength=len(users) * len(clusters)).reshape(len(users), len(clusters))

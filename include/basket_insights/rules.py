@@ -55,8 +55,8 @@ class Baskets:
         within a basket (the engine does not need them sorted).
         """
         basket_codes, uniques = pd.factorize(basket_ids, sort=True)
-        if len(basket_codes) and not (np.diff(basket_codes) >= 0).all():
-            order = np.argsort(basket_codes, kind="stable")
+        order = _group_order(basket_codes, len(uniques))
+        if order is not None:
             item_ids = np.asarray(item_ids)[order]
         counts = np.bincount(basket_codes, minlength=len(uniques))
         indptr = np.zeros(len(uniques) + 1, dtype=np.int64)
@@ -70,6 +70,28 @@ class Baskets:
         np.cumsum(lengths, out=indptr[1:])
         items = np.fromiter((i for b in baskets for i in b), dtype=np.int64, count=int(lengths.sum()))
         return cls(indptr, items)
+
+
+def _group_order(codes: np.ndarray, n_groups: int) -> np.ndarray | None:
+    """``np.argsort(codes, kind="stable")``, or None when ``codes`` are sorted already.
+
+    Order lines come grouped (each basket's lines together, baskets in any order): then only the
+    runs are sorted, not every line (at full scale ~0.5 s instead of ~3.5 s).
+    """
+    if len(codes) == 0:
+        return None
+    starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+    run_codes = codes[starts]
+    if (run_codes[1:] > run_codes[:-1]).all():
+        return None
+    if len(starts) != n_groups:  # some basket's lines are in several places
+        return np.argsort(codes, kind="stable")
+    by_code = np.argsort(run_codes)
+    lengths = np.diff(np.append(starts, len(codes)))[by_code]
+    # line i of the output is line (start of its run) + (i - where that run begins in the output)
+    order = np.repeat(starts[by_code] - (np.cumsum(lengths) - lengths), lengths)
+    order += np.arange(len(codes))
+    return order
 
 
 def _size_groups(codes: np.ndarray, indptr: np.ndarray, sentinel: int) -> dict[int, np.ndarray]:

@@ -126,3 +126,26 @@ def test_holdout_and_scores_by_hand() -> None:
     recs = pd.DataFrame({"user_id": [1, 1], "rank": [1, 2], "product_id": [8, 7]})
     metrics = score(recs, truth, k=2, n_products=10)
     assert metrics == {"users_evaluated": 1, "hit_rate": 1.0, "precision": 0.5, "recall": 1.0, "coverage": 0.2}
+
+
+def test_holdout_matches_the_group_by_definition(world) -> None:
+    """The per-order hold-out holds out exactly what per-user group-bys over the lines say, with the
+    lines shuffled (no order of users or orders is assumed) and users with a single order kept whole."""
+    _, history, _, _ = world
+    lines = history.lines.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    first_order = lines[lines["order_id"] == lines["order_id"].iloc[0]]
+    single = first_order.assign(user_id=10**6, order_id=lines["order_id"].max() + 1, order_number=1)
+    lines = pd.concat([lines, single], ignore_index=True)
+
+    by_user = lines.groupby("user_id")["order_number"]
+    last, first = by_user.transform("max"), by_user.transform("min")
+    held = (lines["order_number"] == last) & (last > first)
+    train, test = lines[~held], lines[held]
+    seen = set(zip(train["user_id"], train["product_id"], strict=True))
+    expected_truth = {k for k in zip(test["user_id"], test["product_id"], strict=True) if k not in seen}
+
+    got_train, got_truth = holdout(History(lines))
+    pd.testing.assert_frame_equal(got_train.lines, train.reset_index(drop=True))
+    assert set(zip(got_truth["user_id"], got_truth["product_id"], strict=True)) == expected_truth
+    assert len(got_truth) == len(expected_truth)
+    assert 10**6 in set(got_train.lines["user_id"])

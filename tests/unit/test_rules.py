@@ -79,6 +79,25 @@ def test_from_pairs_groups_and_sorts() -> None:
     assert sorted(baskets.items[:2].tolist()) == [1, 2] and sorted(baskets.items[2:].tolist()) == [1, 1, 3]
 
 
+@pytest.mark.parametrize("layout", ["grouped", "sorted", "interleaved", "empty"])
+def test_from_pairs_keeps_each_baskets_line_order_whatever_the_input_order(layout: str) -> None:
+    """Lines grouped by basket (as bronze has them) take the fast path; it must equal a stable sort."""
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(1, 12, 500)
+    basket_ids = np.repeat(rng.permutation(np.arange(10, 10 + 3 * len(sizes), 3)), sizes)
+    if layout == "sorted":
+        basket_ids = np.sort(basket_ids)
+    elif layout == "interleaved":
+        basket_ids = rng.permutation(basket_ids)
+    elif layout == "empty":
+        basket_ids = basket_ids[:0]
+    item_ids = np.arange(len(basket_ids)) * 7 % 101  # line order is visible in the items
+    baskets = Baskets.from_pairs(basket_ids, item_ids)
+    order = np.argsort(basket_ids, kind="stable")
+    assert baskets.items.tolist() == item_ids[order].tolist()
+    assert baskets.indptr.tolist() == [0, *np.cumsum(np.unique(basket_ids, return_counts=True)[1]).tolist()]
+
+
 def test_rules_have_mlxtend_metrics_and_filters() -> None:
     baskets = Baskets.from_lists([[1, 2]] * 30 + [[1]] * 10 + [[2]] * 10 + [[3]] * 50)
     itemsets = frequent_itemsets(baskets, 0.05, 2)
