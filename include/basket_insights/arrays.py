@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def sorted_unique(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
@@ -18,3 +19,21 @@ def sorted_unique(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
     first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     return ordered[first]
+
+
+def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(ids, sort=True)`` for integer ids: each id's code and the sorted distinct ids.
+
+    Ids that are non-negative and not much larger than their count (order, user and product ids) go
+    through a dense id -> code table instead of a hash table: at full scale ~0.5 s instead of ~3 s
+    for the 37M order ids of the order lines. Other ids fall back to ``pd.factorize``.
+    """
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iu" and len(ids) and ids.min() >= 0 and ids.max() <= 4 * len(ids) + 2**20:
+        code_of = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+        code_of[ids] = 1
+        uniques = np.flatnonzero(code_of).astype(ids.dtype, copy=False)
+        code_of[uniques] = np.arange(len(uniques))
+        return code_of[ids], uniques
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques)

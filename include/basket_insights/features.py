@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from basket_insights.arrays import sorted_unique
+from basket_insights.arrays import factorize_ids, sorted_unique
 from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
     as_of = pd.Timestamp(date.fromisoformat(ds))
     if orders.empty:
         return pd.DataFrame(columns=["user_id", "first_order_date", "last_order_date", *FEATURE_COLUMNS])
-    user_codes, users = pd.factorize(orders["user_id"], sort=True)
+    user_codes, users = factorize_ids(orders["user_id"].to_numpy())
     n_users = len(users)
     total_orders = np.bincount(user_codes, minlength=n_users)
     dates = orders["order_date"].to_numpy("datetime64[D]")
@@ -118,7 +118,7 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
     with np.errstate(invalid="ignore", divide="ignore"):
         out = pd.DataFrame(
             {
-                "user_id": users.to_numpy().astype(np.int32),
+                "user_id": users.astype(np.int32),
                 "first_order_date": first,
                 "last_order_date": last,
                 "total_orders": total_orders.astype(np.int32),

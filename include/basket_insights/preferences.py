@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from basket_insights.arrays import factorize_ids
 from basket_insights.lake import Lake
 from basket_insights.segments import SegmentSettings, elbow
 
@@ -60,13 +61,8 @@ def preference_counts(
     lookup[product_cluster.index.to_numpy()] = np.searchsorted(clusters, product_cluster.to_numpy())
     cluster_code = lookup[line_products]
     keep = cluster_code >= 0
-    # users are ids, not positions: dense id tables are cheaper than sorting or hashing every line
-    present = np.zeros(int(line_users.max(initial=0)) + 1, dtype=bool)
-    present[line_users] = True
-    users = np.flatnonzero(present).astype(line_users.dtype, copy=False)
-    row_of = np.zeros(len(present), dtype=np.int64)
-    row_of[users] = np.arange(len(users))
-    bins = row_of[line_users[keep]] * len(clusters) + cluster_code[keep]
+    row_of_line, users = factorize_ids(line_users)
+    bins = row_of_line[keep] * len(clusters) + cluster_code[keep]
     counts = np.bincount(bins, minlength=len(users) * len(clusters)).reshape(len(users), len(clusters))
     return users, clusters, counts
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from basket_insights.arrays import sorted_unique
+from basket_insights.arrays import factorize_ids, sorted_unique
 from basket_insights.config import Settings
 from basket_insights.features import History, load_history
 from basket_insights.ingest import product_names
@@ -117,12 +117,7 @@ def _index_history(history: History, users: np.ndarray | None) -> _HistoryIndex:
     lines = history.lines
     uid = lines["user_id"].to_numpy(np.int64)
     pid = lines["product_id"].to_numpy(np.int64)
-    # users and orders through dense id tables (ids are small positive integers, as in load_history):
-    # at full scale hashing every line costs seconds per index
-    row_of_user_id = np.full(int(uid.max(initial=-1)) + 1, -1, dtype=np.int64)
-    row_of_user_id[uid] = 0
-    all_users = np.flatnonzero(row_of_user_id == 0)
-    row_of_user_id[all_users] = np.arange(len(all_users))
+    row_of_line, all_users = factorize_ids(uid)
     targets = (
         all_users
         if users is None
@@ -130,7 +125,6 @@ def _index_history(history: History, users: np.ndarray | None) -> _HistoryIndex:
     )
     n_products = int(pid.max(initial=0)) + 1
     user_row = pd.Index(all_users)
-    row_of_line = row_of_user_id[uid]
     target_rows = user_row.get_indexer(targets)
     is_target = np.zeros(len(all_users), dtype=bool)
     is_target[target_rows] = True
@@ -456,7 +450,7 @@ def _in_last_orders(lines: pd.DataFrame) -> np.ndarray:
     present = np.zeros(size, dtype=bool)
     present[order_ids] = True
     orders = np.flatnonzero(present)
-    user_codes, users = pd.factorize(user_of[orders])
+    user_codes, users = factorize_ids(user_of[orders])
     numbers = number_of[orders]
     last = np.full(len(users), np.iinfo(np.int64).min)
     first = np.full(len(users), np.iinfo(np.int64).max)

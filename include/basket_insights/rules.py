@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from basket_insights.arrays import factorize_ids
 from basket_insights.config import Settings
 from basket_insights.lake import Lake
 
@@ -54,7 +55,7 @@ class Baskets:
         Baskets are numbered densely in sorted order of ``basket_ids``; items keep their order
         within a basket (the engine does not need them sorted).
         """
-        basket_codes, uniques = pd.factorize(basket_ids, sort=True)
+        basket_codes, uniques = factorize_ids(basket_ids)
         order = _group_order(basket_codes, len(uniques))
         if order is not None:
             item_ids = np.asarray(item_ids)[order]
@@ -90,7 +91,9 @@ def _group_order(codes: np.ndarray, n_groups: int) -> np.ndarray | None:
     lengths = np.diff(np.append(starts, len(codes)))[by_code]
     # line i of the output is line (start of its run) + (i - where that run begins in the output)
     order = np.repeat(starts[by_code] - (np.cumsum(lengths) - lengths), lengths)
-    order += np.arange(len(codes))
+    step = 4_000_000  # the positions are added a slice at a time: no second line-sized array
+    for start in range(0, len(order), step):
+        order[start : start + step] += np.arange(start, min(start + step, len(order)))
     return order
 
 
