@@ -11,7 +11,7 @@ def sorted_unique(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
 
     NumPy 2.3+ finds the distinct integers of ``np.unique`` with a hash table: for tens of millions
     of mostly distinct keys that is many times slower than sorting them (docs/benchmarks.md,
-    "`evaluate`'s time"). ``in_place`` sorts ``values`` itself instead of a copy.
+    "The daily tasks' passes over every order line"). ``in_place`` sorts ``values`` itself instead of a copy.
     """
     ordered = values if in_place else values.copy()
     ordered.sort()

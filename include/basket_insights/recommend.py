@@ -205,8 +205,7 @@ def _recommend(
     use_segments: bool,
     with_reasons: bool,
 ) -> pd.DataFrame:
-    lines, all_users, user_row, bought = index.lines, index.all_users, index.user_row, index.bought
-    n_products = index.n_products
+    all_users, user_row, n_products = index.all_users, index.user_row, index.n_products
 
     # preference multiplier, as a dense (users x clusters) share matrix
     multiplier = None
@@ -235,12 +234,7 @@ def _recommend(
             c["score"] = c["score"].to_numpy() * multiplier(
                 user_row.get_indexer(c["user_id"].to_numpy()), c["product_id"].to_numpy()
             )
-    candidates.append(
-        _popular_candidates(
-            lines, index.row_of_line, index.basket_rows, all_users, index.target_rows,
-            segments if use_segments else None, n_products, bought, multiplier, settings,
-        )
-    )  # fmt: skip
+    candidates.append(_popular_candidates(index, segments if use_segments else None, multiplier, settings))
     allc = pd.concat([c for c in candidates if len(c)], ignore_index=True) if any(len(c) for c in candidates) else None
     columns = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
     if allc is None:
@@ -303,18 +297,10 @@ def _rule_candidates(index: _HistoryIndex, rules: pd.DataFrame, settings: Recomm
 
 
 def _popular_candidates(
-    lines: pd.DataFrame,
-    row_of_line: np.ndarray,
-    basket_rows: np.ndarray,
-    all_users: np.ndarray,
-    target_rows: np.ndarray,
-    segments: pd.DataFrame | None,
-    n_products: int,
-    bought: _KeySet,
-    multiplier: object,
-    settings: RecommendSettings,
+    index: _HistoryIndex, segments: pd.DataFrame | None, multiplier: object, settings: RecommendSettings
 ) -> pd.DataFrame:
     """The top ``k`` not-yet-bought products of each target's segment (or of everyone, without segments)."""
+    all_users, target_rows, n_products, bought = index.all_users, index.target_rows, index.n_products, index.bought
     if segments is not None:
         seg = segments.set_index("user_id").reindex(all_users)
         seg_ids = seg["segment_id"].fillna(-1).astype(np.int64).to_numpy()
@@ -326,12 +312,12 @@ def _popular_candidates(
         source = "popular"
     groups, seg_code = np.unique(seg_ids, return_inverse=True)
     # (segment, product) bins of every line, computed in place: one line-sized array, not three
-    bins = seg_code[row_of_line].astype(np.int64, copy=False)
+    bins = seg_code[index.row_of_line].astype(np.int64, copy=False)
     bins *= n_products
-    bins += lines["product_id"].to_numpy()
+    bins += index.lines["product_id"].to_numpy()
     counts = np.bincount(bins, minlength=len(groups) * n_products).reshape(len(groups), n_products)
     del bins
-    baskets = np.bincount(seg_code[basket_rows], minlength=len(groups))
+    baskets = np.bincount(seg_code[index.basket_rows], minlength=len(groups))
     # a small segment's shares are noisy: shrink them towards everyone's (``segment_prior_baskets``)
     overall = counts.sum(axis=0) / max(baskets.sum(), 1)
     m = settings.segment_prior_baskets
