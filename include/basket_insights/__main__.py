@@ -63,22 +63,18 @@ def cmd_summary(args: argparse.Namespace) -> dict:
         ("bronze", "order_products"),
         ("silver", "user_features"),
     ]:
-        dates = lake.partitions(zone, table, up_to=args.ds)
-        rows = 0
-        for ds in dates:
-            manifest = lake.manifest(zone, table, ds)
-            rows += manifest.rows if manifest else 0
-            if zone == "bronze" and manifest:
-                ingested += manifest.rows
+        manifests = lake.manifests(zone, table, up_to=args.ds)
+        dates = list(manifests)
+        rows = sum(m.rows for m in manifests.values())
+        if zone == "bronze":
+            ingested += rows
         out["tables"][f"{zone}/{table}"] = {
             "partitions": len(dates),
-            "rows": rows if zone == "bronze" else (lake.manifest(zone, table, dates[-1]).rows if dates else 0),
+            "rows": rows if zone == "bronze" else (manifests[dates[-1]].rows if dates else 0),
             "latest": lake.display(lake.partition(zone, table, dates[-1])) if dates else None,
         }
     for table in ("departments", "aisles", "products", "orders", "order_products"):
-        for ds in lake.partitions("quarantine", table, up_to=args.ds):
-            manifest = lake.manifest("quarantine", table, ds)
-            quarantined += manifest.rows if manifest else 0
+        quarantined += sum(m.rows for m in lake.manifests("quarantine", table, up_to=args.ds).values())
     out["rows_ingested"] = ingested
     out["rows_quarantined"] = quarantined
     out["users_with_features"] = out["tables"]["silver/user_features"]["rows"]

@@ -277,17 +277,15 @@ def pending_dates(lake: Lake, table: str, ds: str, *, force: bool = False) -> li
     ``ds``'s own drop always; an earlier drop when it has no bronze partition yet or its landing
     file changed since it was ingested (another fingerprint); every drop when ``force``.
     """
-    out = []
-    for day in lake.landing_dates(table, up_to=ds):
-        if day == ds or force:
-            out.append(day)
-            continue
-        manifest = lake.manifest("bronze", table, day)
-        if manifest is None or manifest.extra.get("source_fingerprint") != lake.fingerprint(
-            lake.landing_file(table, day)
-        ):
-            out.append(day)
-    return out
+    delivered = lake.landing_fingerprints(table, up_to=ds)
+    if force:
+        return list(delivered)
+    ingested = lake.manifests("bronze", table, dates=[day for day in delivered if day != ds])
+    return [
+        day
+        for day, fingerprint in delivered.items()
+        if day == ds or day not in ingested or ingested[day].extra.get("source_fingerprint") != fingerprint
+    ]
 
 
 def _day_number(ds: str) -> int:
@@ -573,7 +571,8 @@ def ingest_order_products(
     dates = pending_dates(lake, "order_products", ds, force=force)
 
     def known(days: list[str]) -> KnownKeys:
-        have = [d for d in days if lake.manifest("bronze", "orders", d) is not None]
+        committed = lake.manifests("bronze", "orders", dates=days)
+        have = [d for d in days if d in committed]
         orders = (
             lake.read_table("bronze", "orders", dates=have, columns=["order_id"], with_ds=True)
             if have

@@ -34,6 +34,9 @@ import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
 
 MANIFEST = "_SUCCESS"
+#: Files of an object store fetched at once by ``read_table`` (a year of order lines is ~365 files
+#: of ~0.3 MB): enough to keep the requests concurrent, few enough to bound the bytes held.
+REMOTE_READ_BATCH = 128
 ZONES = ("landing", "bronze", "silver", "gold", "quarantine", "validation", "_truth")
 _DS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -91,6 +94,12 @@ def _entry_name(entry: Mapping[str, Any]) -> str:
     return str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
 
 
+def _fingerprint(info: Mapping[str, Any]) -> str:
+    """Size plus ETag (object stores) or mtime (disks) of a file's info or listing entry."""
+    marker = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
+    return f"{info.get('size')}:{marker}"
+
+
 def _modified_epoch(entry: Mapping[str, Any]) -> float | None:
     """Last modification of a listed file in epoch seconds (local ``mtime``, S3 ``LastModified``)."""
     value = entry.get("mtime", entry.get("LastModified", entry.get("last_modified")))
@@ -128,6 +137,10 @@ class Lake:
 
     # -- paths ---------------------------------------------------------------
     @property
+    def _is_local(self) -> bool:
+        return self.root.protocol in ("file", "local", "")
+
+    @property
     def fs(self) -> Any:
         """The fsspec filesystem behind the lake."""
         return self.root.fs
@@ -136,7 +149,7 @@ class Lake:
     def arrow_fs(self) -> pafs.FileSystem:
         """A pyarrow filesystem for the lake (native for local disks, fsspec-wrapped otherwise)."""
         if self._arrow_fs is None:
-            if self.root.protocol in ("file", "local", ""):
+            if self._is_local:
                 self._arrow_fs = pafs.LocalFileSystem()
             else:
                 self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
@@ -177,7 +190,7 @@ class Lake:
             raise LakeError(f"could not write {self.display(key)}: {exc}") from exc
 
     def _ensure_dir(self, key: str) -> None:
-        if self.root.protocol in ("file", "local", ""):
+        if self._is_local:
             self.fs.makedirs(key, exist_ok=True)
 
     def exists(self, path: ObjectStoragePath | str) -> bool:
@@ -212,21 +225,49 @@ class Lake:
         except Exception as exc:
             raise LakeError(f"could not read {self.display(key)}: {exc}") from exc
 
-    def partitions(self, zone: str, table: str, up_to: str | None = None) -> list[str]:
-        """Dates with a committed partition, sorted, optionally only those ``<= up_to``."""
+    def manifests(
+        self, zone: str, table: str, *, up_to: str | None = None, dates: Iterable[str] | None = None
+    ) -> dict[str, Manifest]:
+        """The manifests of committed partitions by date, sorted: every one (``<= up_to``), or of ``dates``.
+
+        One listing and one batch of reads, however many partitions: on S3 the reads run
+        concurrently (a year of days is ~365 requests; one at a time they cost seconds). Dates in
+        ``dates`` that are not committed are left out.
+        """
         if up_to is not None:
             check_ds(up_to)
         root = self._table_key(zone, table)
-        out = []
-        for name in self._list_names(root):
-            if not name.startswith("ds="):
-                continue
-            ds = name[3:]
-            if not _DS_RE.match(ds) or (up_to is not None and ds > up_to):
-                continue
-            if self.exists(f"{root}/{name}/{MANIFEST}"):
-                out.append(ds)
+        if dates is None:
+            wanted = sorted(
+                name[3:]
+                for name in self._list_names(root)
+                if name.startswith("ds=") and _DS_RE.match(name[3:]) and (up_to is None or name[3:] <= up_to)
+            )
+        else:
+            wanted = sorted({check_ds(ds) for ds in dates})
+        keys = [f"{root}/ds={ds}/{MANIFEST}" for ds in wanted]
+        if not keys:
+            return {}
+        try:
+            found = self.fs.cat(keys, on_error="return")
+        except Exception as exc:
+            raise LakeError(f"could not read the manifests of {self.display(root)}: {exc}") from exc
+        out = {}
+        for ds, key in zip(wanted, keys, strict=True):
+            data = found.get(key, FileNotFoundError(key))
+            if isinstance(data, FileNotFoundError):
+                continue  # not committed (yet)
+            try:
+                if isinstance(data, BaseException):
+                    raise data
+                out[ds] = Manifest.from_json(data.decode())
+            except Exception as exc:
+                raise LakeError(f"could not read {self.display(key)}: {exc}") from exc
         return out
+
+    def partitions(self, zone: str, table: str, up_to: str | None = None) -> list[str]:
+        """Dates with a committed partition, sorted, optionally only those ``<= up_to``."""
+        return list(self.manifests(zone, table, up_to=up_to))
 
     def _commit_manifest(
         self,
@@ -346,16 +387,17 @@ class Lake:
         FileNotFoundError
             No committed partition matches.
         """
-        wanted = list(dates) if dates is not None else self.partitions(zone, table, up_to=up_to)
+        wanted = None if dates is None else list(dict.fromkeys(dates))  # the caller's order
         for attempt in range(3):
+            committed = self.manifests(zone, table, up_to=up_to, dates=wanted)
+            missing = [ds for ds in wanted or [] if ds not in committed]
+            if missing:
+                raise FileNotFoundError(f"{zone}/{table}/ds={missing[0]} is not committed in {self.url}")
             files: list[str] = []
             per_file_ds: list[str] = []
-            for ds in wanted:
-                manifest = self.manifest(zone, table, ds)
-                if manifest is None:
-                    raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+            for ds in committed if wanted is None else wanted:
                 part = self._partition_key(zone, table, ds)
-                for name in manifest.files:
+                for name in committed[ds].files:
                     files.append(f"{part}/{name}")
                     per_file_ds.append(ds)
             if not files:
@@ -363,13 +405,21 @@ class Lake:
                     f"no committed partition of {zone}/{table}" + (f" <= {up_to}" if up_to else "") + f" in {self.url}"
                 )
             try:
-                dataset = pads.dataset(files, filesystem=self.arrow_fs, format="parquet")
-                if not with_ds:
-                    return dataset.to_table(columns=columns)
-                pieces = []
-                for fragment, ds in zip(dataset.get_fragments(), per_file_ds, strict=True):
-                    piece = fragment.to_table(columns=columns, schema=dataset.schema)
-                    pieces.append(piece.append_column("ds", pa.array([ds] * piece.num_rows, pa.string())))
+                if self._is_local:
+                    dataset = pads.dataset(files, filesystem=self.arrow_fs, format="parquet")
+                    if not with_ds:
+                        return dataset.to_table(columns=columns)
+                    pieces = [
+                        fragment.to_table(columns=columns, schema=dataset.schema)
+                        for fragment in dataset.get_fragments()
+                    ]
+                else:
+                    pieces = self._read_remote_parquet(files, columns)
+                if with_ds:
+                    pieces = [
+                        piece.append_column("ds", pa.array([ds] * piece.num_rows, pa.string()))
+                        for piece, ds in zip(pieces, per_file_ds, strict=True)
+                    ]
                 return pa.concat_tables(pieces)
             except (FileNotFoundError, OSError) as exc:
                 # A concurrent re-run replaced a partition between manifest and read: read again.
@@ -377,6 +427,22 @@ class Lake:
                     raise LakeError(f"could not read {zone}/{table} from {self.url}: {exc}") from exc
                 time.sleep(0.2)
         raise AssertionError("unreachable")
+
+    def _read_remote_parquet(self, files: list[str], columns: list[str] | None) -> list[pa.Table]:
+        """One table per file of an object store, fetched a batch at a time with concurrent GETs.
+
+        Arrow's reads through the fsspec wrapper make several small requests per file, one file
+        after another, all holding the GIL (a year of order lines from S3: 8 s against 2 s).
+        Every piece takes the first file's schema, as a dataset read does.
+        """
+        pieces: list[pa.Table] = []
+        for start in range(0, len(files), REMOTE_READ_BATCH):
+            batch = files[start : start + REMOTE_READ_BATCH]
+            blobs = self.fs.cat(batch)
+            for key in batch:
+                pieces.append(pq.read_table(pa.BufferReader(blobs.pop(key)), columns=columns))
+        schema = pieces[0].schema
+        return [piece if piece.schema.equals(schema) else piece.cast(schema) for piece in pieces]
 
     # -- landing drops -------------------------------------------------------------
     def landing_file(self, table: str, ds: str) -> ObjectStoragePath:
@@ -391,15 +457,32 @@ class Lake:
         self._put_atomic(target.path, data)
         return target
 
+    def landing_fingerprints(self, table: str, up_to: str | None = None) -> dict[str, str]:
+        """Delivered drops of ``table`` by date, sorted, each with its :meth:`fingerprint`.
+
+        From one recursive listing (on S3, one request per 1,000 drops), not a request per drop.
+        """
+        if up_to is not None:
+            check_ds(up_to)
+        root = self._table_key("landing", table)
+        try:
+            self.fs.invalidate_cache(root)
+            entries = self.fs.find(root, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            raise LakeError(f"could not list {self.display(root)}: {exc}") from exc
+        out = {}
+        for key, info in entries.items():
+            folder, _, name = key[len(root) + 1 :].partition("/")
+            ds = folder[3:] if folder.startswith("ds=") else ""
+            if name == f"{table}.csv" and _DS_RE.match(ds) and (up_to is None or ds <= up_to):
+                out[ds] = _fingerprint(info)
+        return dict(sorted(out.items()))
+
     def landing_dates(self, table: str, up_to: str | None = None) -> list[str]:
         """Dates with a delivered drop of ``table``, sorted, optionally only ``<= up_to``."""
-        root = self._table_key("landing", table)
-        out = []
-        for name in self._list_names(root):
-            ds = name[3:] if name.startswith("ds=") else ""
-            if _DS_RE.match(ds) and (up_to is None or ds <= up_to) and self.exists(f"{root}/{name}/{table}.csv"):
-                out.append(ds)
-        return out
+        return list(self.landing_fingerprints(table, up_to))
 
     def fingerprint(self, path: ObjectStoragePath) -> str:
         """A cheap change marker of a file: size plus ETag (object stores) or mtime (disks)."""
@@ -409,5 +492,4 @@ class Lake:
             raise
         except Exception as exc:
             raise LakeError(f"could not stat {self.display(path)}: {exc}") from exc
-        marker = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
-        return f"{info.get('size')}:{marker}"
+        return _fingerprint(info)

@@ -169,9 +169,8 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     users = np.sort(with_rules.unique())[:sample_users] if len(with_rules) else np.sort(recs["user_id"].unique())
     sample = recs[recs["user_id"].isin(users[:sample_users]) & (recs["rank"] <= 5)].sort_values(["user_id", "rank"])
 
-    orders_dates = lake.partitions("bronze", "orders", up_to=ds)
-    manifests = [lake.manifest("bronze", "orders", d) for d in orders_dates]
-    today = lake.manifest("bronze", "orders", ds)
+    manifests = lake.manifests("bronze", "orders", up_to=ds)
+    today = manifests.get(ds)
     earlier_reports = [d for d in lake.partitions("gold", "report", up_to=ds) if d < ds]
     # every committed date of the over-time tables, listed once for the plots and the days missing
     segment_dates, evaluation_dates = lake.partitions("gold", "segment_profiles"), lake.partitions("gold", "evaluation")
@@ -195,7 +194,7 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         recommended_users=int(recs["user_id"].nunique()),
         evaluation_history=_history(lake, "evaluation", ds, evaluation_dates),
         validation=_validation_summary(lake, ds),
-        orders_total=sum(m.rows for m in manifests if m is not None),
+        orders_total=sum(m.rows for m in manifests.values()),
         orders_today=today.rows if today else 0,
         previous_ds=earlier_reports[-1] if earlier_reports else None,
         history_missing=_missing_history(segment_dates, evaluation_dates, ds),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from basket_insights.lake import MANIFEST, Lake, check_ds
+from basket_insights import lake as lake_module
+from basket_insights.lake import MANIFEST, Lake, LakeError, check_ds
 
 
 def _table(values: list[int]) -> pa.Table:
@@ -73,6 +76,39 @@ def test_point_in_time_reads_only_dates_up_to_ds(any_lake: Lake) -> None:
         any_lake.read_table("bronze", "orders", up_to="2025-12-31")
 
 
+def test_many_partitions_read_in_order_with_the_first_files_types(
+    any_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads of many partitions (fetched in batches from S3) keep the dates' order and one schema."""
+    monkeypatch.setattr(lake_module, "REMOTE_READ_BATCH", 2)
+    days = [f"2026-01-0{d}" for d in range(1, 6)]
+    for number, day in enumerate(days, start=1):
+        values = pa.array([number, number * 10], pa.int64() if day == "2026-01-04" else pa.int32())
+        any_lake.write_table("bronze", "orders", day, pa.table({"user_id": values, "other": ["a", "b"]}))
+    whole = any_lake.read_table("bronze", "orders", columns=["user_id"], with_ds=True)
+    assert whole.column("user_id").to_pylist() == [1, 10, 2, 20, 3, 30, 4, 40, 5, 50]
+    assert whole.column("ds").to_pylist() == [day for day in days for _ in range(2)]
+    assert whole.schema.field("user_id").type == pa.int32() and whole.column_names == ["user_id", "ds"]
+    picked = any_lake.read_table("bronze", "orders", dates=["2026-01-05", "2026-01-02", "2026-01-05"])
+    assert picked.column("user_id").to_pylist() == [5, 50, 2, 20]  # the caller's order, each date once
+    assert list(any_lake.manifests("bronze", "orders", up_to="2026-01-03")) == days[:3]
+    assert list(any_lake.manifests("bronze", "orders", dates=["2026-01-02", "2026-02-01"])) == ["2026-01-02"]
+    with pytest.raises(FileNotFoundError, match="ds=2026-02-01 is not committed"):
+        any_lake.read_table("bronze", "orders", dates=["2026-01-02", "2026-02-01"])
+
+
+def test_a_store_refusing_reads_is_an_error_not_an_empty_lake(seaweedfs: dict[str, str], tmp_path, monkeypatch) -> None:
+    """Manifests read in a batch: an unreadable one must fail the read, never count as 'not committed'."""
+    Lake(f"s3://lake/{tmp_path.name}", conn_id="lake_s3").write_table("bronze", "orders", "2026-01-01", _table([1]))
+    conn = json.loads(seaweedfs["AIRFLOW_CONN_LAKE_S3"])
+    monkeypatch.setenv("AIRFLOW_CONN_LAKE_S3_WRONG_KEY", json.dumps({**conn, "password": "not-the-secret"}))
+    refused = Lake(f"s3://lake/{tmp_path.name}", conn_id="lake_s3_wrong_key")
+    with pytest.raises(LakeError, match="could not read"):
+        refused.manifests("bronze", "orders", dates=["2026-01-01"])
+    with pytest.raises(LakeError):
+        refused.read_table("bronze", "orders", dates=["2026-01-01"])
+
+
 def test_rerun_replaces_that_date_and_nothing_else(any_lake: Lake) -> None:
     any_lake.stale_after_s = 0
     any_lake.write_table("gold", "t", "2026-01-01", _table([1, 1]))
@@ -100,8 +136,20 @@ def test_landing_drops_and_fingerprints(any_lake: Lake) -> None:
     assert any_lake.landing_dates("orders") == ["2026-01-01", "2026-01-02"]
     assert any_lake.landing_dates("orders", up_to="2026-01-01") == ["2026-01-01"]
     before = any_lake.fingerprint(any_lake.landing_file("orders", "2026-01-02"))
+    listed = any_lake.landing_fingerprints("orders")
+    assert listed == {day: any_lake.fingerprint(any_lake.landing_file("orders", day)) for day in listed}
+    assert list(listed) == ["2026-01-01", "2026-01-02"]
     any_lake.put_landing("orders", "2026-01-02", b"a\n1\n2\n")
     assert any_lake.fingerprint(any_lake.landing_file("orders", "2026-01-02")) != before
+    assert any_lake.landing_fingerprints("orders", up_to="2026-01-02")["2026-01-02"] != before
+    # only ds=<date>/<table>.csv is a drop
+    for stray in (
+        any_lake.landing_file("orders", "2026-01-03").path + ".tmp",
+        any_lake.table_path("landing", "orders").path + "/notes/orders.csv",
+    ):
+        any_lake._ensure_dir(stray.rsplit("/", 1)[0])
+        any_lake.fs.pipe_file(stray, b"a\n")
+    assert list(any_lake.landing_fingerprints("orders")) == ["2026-01-01", "2026-01-02"]
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "2026-1-1", "../etc", "2026-01-01/../../x", "", "20260101"])
