@@ -254,10 +254,12 @@ class Lake:
             raise LakeError(f"could not read the manifests of {self.display(root)}: {exc}") from exc
         out = {}
         for ds, key in zip(wanted, keys, strict=True):
-            data = found.get(key, FileNotFoundError(key))
+            data = found.get(key)
             if isinstance(data, FileNotFoundError):
                 continue  # not committed (yet)
             try:
+                if data is None:
+                    raise KeyError(f"the store answered for other keys ({', '.join(list(found)[:2])}, ...)")
                 if isinstance(data, BaseException):
                     raise data
                 out[ds] = Manifest.from_json(data.decode())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from basket_insights import ingest
 from basket_insights.ingest import (
     DropError,
     ingest_catalog,
+    ingest_drops,
     ingest_order_products,
     ingest_orders,
     missing_drops,
@@ -246,6 +249,31 @@ def test_history_is_ingested_once_and_changed_drops_again(any_lake: Lake) -> Non
     ingest_orders(lake, "2026-03-03", max_bad_fraction=0.05)
     assert lake.manifest("bronze", "orders", "2026-03-01").rows == 2
     assert pending_dates(lake, "orders", "2026-03-03", force=True) == ["2026-03-01", "2026-03-02", "2026-03-03"]
+
+
+def test_drops_read_in_groups_name_a_missing_one_and_keep_the_rest(
+    any_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drops are fetched a group at a time (concurrently on S3); one missing drop fails the task by
+    name after the others are ingested, each with the fingerprint of the file it was read from."""
+    monkeypatch.setattr(ingest, "READ_DROPS_AT_ONCE", 2)
+    lake = any_lake
+    deliver_catalog(lake)
+    delivered = ["2026-03-01", "2026-03-02", "2026-03-04"]
+    for day in delivered:
+        deliver(lake, ds=day, orders=ORDERS_HEADER + f"{day[-1]}0,1,prior,1,1,1,\n", lines=LINES_HEADER)
+    missing = lake.display(lake.landing_file("orders", "2026-03-03"))
+    with pytest.raises(DropError, match=f"1 orders drop.*\n  {re.escape(missing)}: the drop was not delivered"):
+        ingest_drops(lake, "orders", [*delivered[:2], "2026-03-03", delivered[2]], max_bad_fraction=0.05)
+    assert lake.partitions("bronze", "orders") == delivered
+    assert [lake.read_table("bronze", "orders", dates=[d]).column("order_id").to_pylist() for d in delivered] == [
+        [10],
+        [20],
+        [40],
+    ]
+    for day in delivered:
+        stored = lake.manifest("bronze", "orders", day).extra["source_fingerprint"]
+        assert stored == lake.fingerprint(lake.landing_file("orders", day))
 
 
 def test_parse_keeps_line_numbers_and_raw_text() -> None:
