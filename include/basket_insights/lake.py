@@ -6,14 +6,14 @@ and the run that produced it. Readers only read the files a manifest lists, so:
 
 * a killed writer leaves at most orphan files that no reader takes;
 * re-running a date writes new files, then replaces the manifest in one atomic step
-  (rename on a local disk, a single object PUT/COPY on S3), then removes the files no manifest
+  (rename on a local disk, a single object PUT on S3), then removes the files no manifest
   lists once they are :attr:`Lake.stale_after_s` old — a concurrent writer's file that is not
   committed *yet* is never taken from under it (two runs may commit the same partition at once);
 * ``read_table(..., up_to=ds)`` is the point-in-time view: committed partitions ``<= ds``.
 
 Landing drops (the CSV files producers deliver) live in ``landing/<table>/ds=D/<table>.csv``
-and carry no manifest: a file is delivered when it exists (it is written under a temporary
-name and renamed, so it never appears half-written).
+and carry no manifest: a file is delivered when it exists (it is renamed into place on a disk
+and PUT in one request on S3, so it never appears half-written).
 """
 
 from __future__ import annotations
@@ -180,10 +180,18 @@ class Lake:
 
     # -- low level (store keys: plain strings under the base) -------------------------
     def _put_atomic(self, key: str, data: bytes) -> None:
-        """Write ``data`` to ``key`` so that readers see the old or the new bytes, never a mix."""
-        folder, name = key.rsplit("/", 1)
-        tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        """Write ``data`` to ``key`` so that readers see the old or the new bytes, never a mix.
+
+        On a disk: a temporary file renamed into place. An object store's PUT is already all or
+        nothing, so it is one request there, not the four of a PUT, HEAD, COPY and DELETE (the
+        commits of a historical load: docs/benchmarks.md, "The daily tasks with the lake on S3").
+        """
         try:
+            if not self._is_local:
+                self.fs.pipe_file(key, data)
+                return
+            folder, name = key.rsplit("/", 1)
+            tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
             self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, key)
         except Exception as exc:
@@ -342,7 +350,8 @@ class Lake:
         """Commit a partition of named files (plots, JSON, HTML), keeping their names.
 
         The names are stable (a report links ``elbow.png``), so each file replaces the old one
-        atomically (written under a temporary name, then moved) just before the manifest.
+        atomically (a temporary file renamed on a disk, one PUT on an object store) just before
+        the manifest.
         """
         part = self._partition_key(zone, table, ds)
         for name in files:
