@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from basket_insights.lake import Lake, LakeError
+from basket_insights.lake import Lake
 from basket_insights.validation import BRONZE_SCHEMAS, COLUMNS, KnownKeys, ValidationOutcome, validate_frame
 
 log = logging.getLogger(__name__)
@@ -344,20 +344,11 @@ def ingest_drops(
     fingerprints = lake.landing_fingerprints(table)
     for start in range(0, len(dates), READ_DROPS_AT_ONCE):
         sources = {ds: lake.landing_file(table, ds) for ds in dates[start : start + READ_DROPS_AT_ONCE]}
-        try:
-            fetched = lake.fs.cat([source.path for source in sources.values()], on_error="return")
-        except Exception as exc:
-            raise LakeError(
-                f"could not read the {table} drops from {lake.display(lake.table_path('landing', table))}: {exc}"
-            ) from exc
-        for ds, source in sources.items():
+        for (ds, source), data in zip(sources.items(), lake.read_files(list(sources.values())), strict=True):
             where = lake.display(source)
-            data = fetched.get(source.path)
-            if isinstance(data, FileNotFoundError):
+            if data is None:
                 errors.append(f"{where}: the drop was not delivered")
                 continue
-            if not isinstance(data, bytes):
-                raise LakeError(f"could not read {where}: {data}")
             try:
                 parsed = parse_drop(table, data, where)
             except DropError as exc:

@@ -197,6 +197,32 @@ class Lake:
         except Exception as exc:
             raise LakeError(f"could not write {self.display(key)}: {exc}") from exc
 
+    def _cat_keys(self, keys: list[str]) -> list[bytes | None]:
+        """The bytes of each key, ``None`` where it does not exist, in one batch (concurrent GETs on
+        an object store). Any other failure is a :class:`LakeError`: never taken for a missing file."""
+        if not keys:
+            return []
+        try:
+            found = self.fs.cat(keys, on_error="return")
+        except Exception as exc:
+            raise LakeError(f"could not read {self.display(keys[0])} and {len(keys) - 1} more: {exc}") from exc
+        out: list[bytes | None] = []
+        for key in keys:
+            data = found.get(key)
+            if isinstance(data, bytes):
+                out.append(data)
+            elif isinstance(data, FileNotFoundError):
+                out.append(None)
+            elif isinstance(data, BaseException):
+                raise LakeError(f"could not read {self.display(key)}: {data}") from data
+            else:
+                raise LakeError(f"could not read {self.display(key)}: the store answered for other keys")
+        return out
+
+    def read_files(self, paths: list[ObjectStoragePath]) -> list[bytes | None]:
+        """The bytes of each file, ``None`` where it does not exist (see :meth:`_cat_keys`)."""
+        return self._cat_keys([path.path for path in paths])
+
     def _ensure_dir(self, key: str) -> None:
         if self._is_local:
             self.fs.makedirs(key, exist_ok=True)
@@ -254,22 +280,11 @@ class Lake:
         else:
             wanted = sorted({check_ds(ds) for ds in dates})
         keys = [f"{root}/ds={ds}/{MANIFEST}" for ds in wanted]
-        if not keys:
-            return {}
-        try:
-            found = self.fs.cat(keys, on_error="return")
-        except Exception as exc:
-            raise LakeError(f"could not read the manifests of {self.display(root)}: {exc}") from exc
         out = {}
-        for ds, key in zip(wanted, keys, strict=True):
-            data = found.get(key)
-            if isinstance(data, FileNotFoundError):
+        for ds, key, data in zip(wanted, keys, self._cat_keys(keys), strict=True):
+            if data is None:
                 continue  # not committed (yet)
             try:
-                if data is None:
-                    raise KeyError(f"the store answered for other keys ({', '.join(list(found)[:2])}, ...)")
-                if isinstance(data, BaseException):
-                    raise data
                 out[ds] = Manifest.from_json(data.decode())
             except Exception as exc:
                 raise LakeError(f"could not read {self.display(key)}: {exc}") from exc
@@ -443,15 +458,16 @@ class Lake:
         """One table per file of an object store, fetched a batch at a time with concurrent GETs.
 
         Arrow's reads through the fsspec wrapper make several small requests per file, one file
-        after another, all holding the GIL (a year of order lines from S3: 8 s against 2 s).
-        Every piece takes the first file's schema, as a dataset read does.
+        after another, all holding the GIL (``load_history`` at full scale from SeaweedFS: 19.4 s
+        that way, 9.1 s this way). Every piece takes the first file's schema, as a dataset read does.
         """
         pieces: list[pa.Table] = []
         for start in range(0, len(files), REMOTE_READ_BATCH):
             batch = files[start : start + REMOTE_READ_BATCH]
-            blobs = self.fs.cat(batch)
-            for key in batch:
-                pieces.append(pq.read_table(pa.BufferReader(blobs.pop(key)), columns=columns))
+            for key, data in zip(batch, self._cat_keys(batch), strict=True):
+                if data is None:  # replaced by a concurrent re-run: read_table reads the manifests again
+                    raise FileNotFoundError(f"{self.display(key)} is gone")
+                pieces.append(pq.read_table(pa.BufferReader(data), columns=columns))
         schema = pieces[0].schema
         return [piece if piece.schema.equals(schema) else piece.cast(schema) for piece in pieces]
 
