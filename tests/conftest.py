@@ -195,6 +195,14 @@ def any_lake(request: pytest.FixtureRequest, tmp_path: Path):
     return Lake(f"s3://lake/{tmp_path.name}", conn_id="lake_s3")
 
 
+def head_fingerprint(lake, path) -> str:
+    """A landing file's change marker from a HEAD of that one file: what bronze manifests stored
+    before the ingest took the markers from one listing (``Lake.landing_fingerprints``)."""
+    from basket_insights.lake import _fingerprint
+
+    return _fingerprint(lake.fs.info(path.path))
+
+
 def run_day_in_process(lake, ds: str) -> None:
     """The DAG's steps for ``ds`` in this process (no Airflow), in the DAG's order, up to ``report``."""
     from basket_insights import ingest

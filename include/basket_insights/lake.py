@@ -485,7 +485,8 @@ class Lake:
         return target
 
     def landing_fingerprints(self, table: str, up_to: str | None = None) -> dict[str, str]:
-        """Delivered drops of ``table`` by date, sorted, each with its :meth:`fingerprint`.
+        """Delivered drops of ``table`` by date, sorted, each with a cheap change marker: size plus
+        ETag (object stores) or mtime (disks), as the bronze manifests record it.
 
         From one recursive listing (on S3, one request per 1,000 drops), not a request per drop.
         """
@@ -510,13 +511,3 @@ class Lake:
     def landing_dates(self, table: str, up_to: str | None = None) -> list[str]:
         """Dates with a delivered drop of ``table``, sorted, optionally only ``<= up_to``."""
         return list(self.landing_fingerprints(table, up_to))
-
-    def fingerprint(self, path: ObjectStoragePath) -> str:
-        """A cheap change marker of a file: size plus ETag (object stores) or mtime (disks)."""
-        try:
-            info = self.fs.info(path.path)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise LakeError(f"could not stat {self.display(path)}: {exc}") from exc
-        return _fingerprint(info)
