@@ -9,8 +9,8 @@ and publishes them to the lake (gold zone), a SQL database and a daily HTML repo
 wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
                                                           └> mine_rules
-mine_rules + link_preferences ─> recommend[shard 0..n-1] ─> collect_recommendations ─┬> report ─> publish
-segment_customers + cluster_products ─> evaluate ───────────────────────────────────┘
+mine_rules + link_preferences ─> fit_recommender ─> recommend[shards] ─> collect_recommendations ─┬> report ─> publish
+segment_customers + cluster_products ─> evaluate ─────────────────────────────────────────────────┘
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -27,11 +27,14 @@ segment_customers + cluster_products ─> evaluate ─────────�
   skipped when the catalog has not changed: `gold/product_clusters`, `product_cluster_summary`.
 * **mine_rules** counts frequent itemsets (exact, vectorised) in the prior baskets `<= ds` and
   derives association rules with mlxtend's metrics: `gold/frequent_itemsets`, `association_rules`.
-* **recommend** (mapped over `BASKET_RECOMMEND_SHARDS` user shards) scores rule consequents of
-  each user's recent purchases, blended with a popularity prior and the user's cluster preferences,
-  with segment-popular products as the fallback; **collect_recommendations** publishes
-  `gold/recommendations`; **evaluate** measures hit rate, precision, recall and coverage on a
-  temporal hold-out against global and segment popularity: `gold/evaluation`.
+* **fit_recommender** learns from the history itself: the item-to-item model's regularisation and a
+  gradient-boosted ranker trained on each customer's previous order (`silver/recommender_model`).
+* **recommend** (mapped over `BASKET_RECOMMEND_SHARDS` user shards) gathers candidates from the
+  association rules, the item-to-item model, the customer's product clusters and popularity by
+  buyers (overall and per segment), ranks them with the fitted ranker and writes each pick with
+  its source and a reason; **collect_recommendations** publishes `gold/recommendations`;
+  **evaluate** fits everything again without each customer's last order and scores every method
+  on it (hit rate, precision, recall, NDCG, coverage, bootstrap intervals): `gold/evaluation`.
 * **report** draws the day's plots (`gold/plots/ds=.../*.png`) and writes a self-contained HTML
   report (`gold/report/ds=.../index.html`), also served by the "Basket Insights" UI plugin.
 * **publish** loads the gold tables into the SQL database of `BASKET_DB_CONN_ID` (PostgreSQL `COPY`;
@@ -207,10 +210,20 @@ def basket_insights() -> None:
         return run_mine_rules(_lake(), ds, RuleSettings.from_settings(SETTINGS), run_id=run_id)
 
     @task
-    def recommend(shard: int, ds: str | None = None, run_id: str | None = None) -> dict:
-        from basket_insights.recommend import RecommendSettings, run_recommend
+    def fit_recommender(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.recommend import recommender_settings, run_fit_recommender
+        from basket_insights.rules import RuleSettings
 
-        return run_recommend(_lake(), ds, RecommendSettings.from_settings(SETTINGS), shard, run_id=run_id)
+        return run_fit_recommender(
+            _lake(), ds, RuleSettings.from_settings(SETTINGS), recommender_settings(SETTINGS), run_id=run_id
+        )
+
+    @task
+    def recommend(shard: int, ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.recommend import recommender_settings, run_recommend
+
+        settings = recommender_settings(SETTINGS)
+        return run_recommend(_lake(), ds, settings, shard, SETTINGS.recommend_shards, run_id=run_id)
 
     @task
     def collect_recommendations(ds: str | None = None, run_id: str | None = None) -> dict:
@@ -220,14 +233,16 @@ def basket_insights() -> None:
 
     @task
     def evaluate(ds: str | None = None, run_id: str | None = None) -> dict:
-        from basket_insights.recommend import RecommendSettings, run_evaluate
+        from basket_insights.recommend import recommender_settings, run_evaluate
         from basket_insights.rules import RuleSettings
+        from basket_insights.segments import SegmentSettings
 
         return run_evaluate(
             _lake(),
             ds,
             RuleSettings.from_settings(SETTINGS),
-            RecommendSettings.from_settings(SETTINGS),
+            SegmentSettings.from_settings(SETTINGS),
+            recommender_settings(SETTINGS),
             run_id=run_id,
         )
 
@@ -257,13 +272,14 @@ def basket_insights() -> None:
     preferences = link_preferences()
     segments_and_clusters = [features >> segment_customers(), catalog >> cluster_products()]
     segments_and_clusters >> preferences
+    model = fit_recommender()
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
-    # evaluate mines its own rules on a hold-out and needs only segments and clusters: it runs
-    # beside link_preferences and recommend (the largest task, off the critical path).
+    # evaluate fits its own recommender on a hold-out and needs only the catalog, segments and
+    # clusters: it runs beside link_preferences, fit_recommender and recommend.
     evaluation = evaluate()
     segments_and_clusters >> evaluation
     daily_report = report()
-    [rules, preferences] >> shards >> collect_recommendations() >> daily_report
+    [rules, preferences] >> model >> shards >> collect_recommendations() >> daily_report
     evaluation >> daily_report >> publish()
 
 

@@ -210,7 +210,13 @@ def run_day_in_process(lake, ds: str) -> None:
     from basket_insights.features import build_user_features
     from basket_insights.preferences import run_link_preferences
     from basket_insights.products import ProductClusterSettings, run_cluster_products
-    from basket_insights.recommend import RecommendSettings, run_collect_recommendations, run_evaluate, run_recommend
+    from basket_insights.recommend import (
+        recommender_settings,
+        run_collect_recommendations,
+        run_evaluate,
+        run_fit_recommender,
+        run_recommend,
+    )
     from basket_insights.report import run_report
     from basket_insights.rules import RuleSettings, run_mine_rules
     from basket_insights.segments import SegmentSettings, run_segment_customers
@@ -223,10 +229,12 @@ def run_day_in_process(lake, ds: str) -> None:
     run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings))
     run_link_preferences(lake, ds, SegmentSettings.from_settings(settings))
     run_mine_rules(lake, ds, RuleSettings.from_settings(settings))
-    recommend_settings = RecommendSettings.from_settings(settings)
+    recommend_settings = recommender_settings(settings)
+    run_fit_recommender(lake, ds, RuleSettings.from_settings(settings), recommend_settings)
     run_recommend(lake, ds, recommend_settings, 0)
     run_collect_recommendations(lake, ds, 1)
-    run_evaluate(lake, ds, RuleSettings.from_settings(settings), recommend_settings)
+    segment_settings = SegmentSettings.from_settings(settings)
+    run_evaluate(lake, ds, RuleSettings.from_settings(settings), segment_settings, recommend_settings)
     run_report(lake, ds)
 
 

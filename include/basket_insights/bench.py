@@ -47,14 +47,21 @@ STEPS: dict[str, str] = {
         "from basket_insights.rules import RuleSettings, run_mine_rules as f; "
         "out = f(lake, ds, RuleSettings.from_settings(settings))"
     ),
+    "fit_recommender": (
+        "from basket_insights.recommend import recommender_settings, run_fit_recommender as f; "
+        "from basket_insights.rules import RuleSettings; "
+        "out = f(lake, ds, RuleSettings.from_settings(settings), recommender_settings(settings))"
+    ),
     "recommend": (
-        "from basket_insights.recommend import RecommendSettings, run_recommend as f; "
-        "out = f(lake, ds, RecommendSettings.from_settings(settings), 0)"
+        "from basket_insights.recommend import recommender_settings, run_recommend as f; "
+        "out = f(lake, ds, recommender_settings(settings), 0)"
     ),
     "evaluate": (
-        "from basket_insights.recommend import RecommendSettings, run_evaluate as f; "
+        "from basket_insights.recommend import recommender_settings, run_evaluate as f; "
         "from basket_insights.rules import RuleSettings; "
-        "out = f(lake, ds, RuleSettings.from_settings(settings), RecommendSettings.from_settings(settings))"
+        "from basket_insights.segments import SegmentSettings; "
+        "out = f(lake, ds, RuleSettings.from_settings(settings), SegmentSettings.from_settings(settings), "
+        "recommender_settings(settings))"
     ),
 }
 

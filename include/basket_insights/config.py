@@ -116,6 +116,8 @@ class Settings:
     recommend_*:
         Recommendations per user, recent orders whose products fire rules, and user shards of the
         mapped ``recommend`` task (``BASKET_RECOMMEND_K``, ``_RECENT_ORDERS``, ``_SHARDS``).
+    item_model_products:
+        Products of the item-to-item model (EASE's dense N × N solve; ``BASKET_ITEM_MODEL_PRODUCTS``).
     db_conn_id:
         Airflow connection (``postgres`` or ``sqlite``) the ``publish`` task loads the gold tables
         into and the UI plugin reads (``BASKET_DB_CONN_ID``); ``None`` for the embedded default.
@@ -154,6 +156,7 @@ class Settings:
     recommend_k: int = 10
     recommend_recent_orders: int = 3
     recommend_shards: int = 1
+    item_model_products: int = 3000
     db_conn_id: str | None = None
     deadline_minutes: int = 0
     task_retries: int = 2
@@ -208,6 +211,7 @@ def load_settings() -> Settings:
         recommend_k=_env_int("BASKET_RECOMMEND_K", 10, 1, 1000),
         recommend_recent_orders=_env_int("BASKET_RECOMMEND_RECENT_ORDERS", 3, 1, 100),
         recommend_shards=_env_int("BASKET_RECOMMEND_SHARDS", 1, 1, 256),
+        item_model_products=_env_int("BASKET_ITEM_MODEL_PRODUCTS", 3000, 0, 20_000),
         db_conn_id=os.environ.get("BASKET_DB_CONN_ID") or None,
         deadline_minutes=_env_int("BASKET_DEADLINE_MINUTES", 0, 0, 7 * 24 * 60),
         task_retries=_env_int("BASKET_TASK_RETRIES", 2, 0, 20),

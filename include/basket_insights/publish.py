@@ -125,6 +125,16 @@ TABLES: dict[str, TableSpec] = {
                 ("recall", "DOUBLE PRECISION"),
                 ("coverage", "DOUBLE PRECISION"),
                 ("rules", "INTEGER"),
+                # added with the leak-free evaluation; older databases gain them (_missing_columns)
+                ("ndcg", "DOUBLE PRECISION"),
+                ("recall_low", "DOUBLE PRECISION"),
+                ("recall_high", "DOUBLE PRECISION"),
+                ("hit_rate_low", "DOUBLE PRECISION"),
+                ("hit_rate_high", "DOUBLE PRECISION"),
+                ("baseline", "TEXT"),
+                ("recall_vs_baseline", "DOUBLE PRECISION"),
+                ("recall_vs_baseline_low", "DOUBLE PRECISION"),
+                ("recall_vs_baseline_high", "DOUBLE PRECISION"),
             ),
             ("ds", "method"),
         ),
@@ -283,6 +293,27 @@ def _ddl(spec: TableSpec, kind: str) -> list[str]:
     return out
 
 
+def _missing_columns(cursor: Any, spec: TableSpec, kind: str) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for the columns of ``spec`` an existing table lacks (a database
+    created by an earlier version): added at the end, in the spec's order, so positions still match."""
+    if kind == "sqlite":
+        cursor.execute(f"PRAGMA table_info({spec.name})")
+        present = {row[1] for row in cursor.fetchall()}
+    else:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = %s AND table_schema = current_schema()",
+            (spec.name,),
+        )
+        present = {row[0] for row in cursor.fetchall()}
+    types = {"DATE": "TEXT"} if kind == "sqlite" else {}
+    return [
+        f'ALTER TABLE {spec.name} ADD COLUMN "{c.name}" {types.get(c.sql, c.sql)}'
+        for c in spec.columns
+        if c.name not in present
+    ]
+
+
 def _json_lists(column: pa.ChunkedArray) -> pa.Array:
     return pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
 
@@ -294,6 +325,11 @@ def gold_tables(lake: Lake, ds: str) -> dict[str, pa.Table]:
         return lake.read_table("gold", table, dates=[ds])
 
     def shaped(table: pa.Table, name: str) -> pa.Table:
+        # a partition written before a column existed publishes it as NULL
+        for column in TABLES[name].columns[1:]:
+            if column.name not in table.column_names:
+                kind = pa.string() if column.sql == "TEXT" else pa.float64()
+                table = table.append_column(column.name, pa.nulls(table.num_rows, kind))
         return table.select(TABLES[name].column_names[1:])
 
     rules = gold("association_rules")
@@ -332,7 +368,8 @@ def _copy(cursor: Any, spec: TableSpec, table: pa.Table, progress: Callable[[int
 
 def _insert_sqlite(conn: sqlite3.Connection, spec: TableSpec, table: pa.Table, progress: Callable[[int], None]) -> None:
     placeholders = ", ".join("?" * len(spec.columns))
-    sql = f"INSERT INTO {spec.name} VALUES ({placeholders})"
+    columns = ", ".join(f'"{n}"' for n in spec.column_names)
+    sql = f"INSERT INTO {spec.name} ({columns}) VALUES ({placeholders})"
     for start in range(0, table.num_rows, COPY_CHUNK_ROWS):
         chunk = table.slice(start, COPY_CHUNK_ROWS)
         conn.executemany(sql, zip(*(chunk.column(i).to_pylist() for i in range(chunk.num_columns)), strict=True))
@@ -363,6 +400,9 @@ def publish_tables(warehouse: Warehouse, ds: str, tables: dict[str, pa.Table], *
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('basket_insights.publish'))")
             for spec in (*TABLES.values(), PUBLISHED):
                 for statement in _ddl(spec, warehouse.kind):
+                    cursor.execute(statement)
+                for statement in _missing_columns(cursor, spec, warehouse.kind):
+                    log.info("publish: %s (the table predates the column)", statement)
                     cursor.execute(statement)
             placeholder = "%s" if warehouse.kind == "postgres" else "?"
             for name, table in tables.items():

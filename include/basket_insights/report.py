@@ -48,8 +48,13 @@ _STYLE = {
 }
 METHOD_LABELS = {
     "recommender": "recommender",
+    "item_model": "item model alone",
+    "rules": "rules alone",
+    "cluster_preferences": "product clusters alone",
     "segment_popularity": "segment popularity",
-    "global_popularity": "global popularity",
+    "popularity_by_buyers": "popularity by buyers",
+    "popularity_by_lines": "popularity by lines",
+    "global_popularity": "global popularity",  # evaluations written before the methods above
 }
 
 
@@ -469,11 +474,46 @@ def render_plots(inputs: ReportInputs) -> dict[str, bytes]:
 # -- the page ------------------------------------------------------------------------------------
 
 
+#: The methods whose hit rate heads the report: the recommender and the baselines it must beat.
+HEADLINE_METHODS = (
+    "recommender",
+    "popularity_by_buyers",
+    "popularity_by_lines",
+    "segment_popularity",
+    "global_popularity",
+)
+
+
+def _evaluation_rows(inputs: ReportInputs) -> list[dict]:
+    """The day's evaluation table, one dict per method (columns an older evaluation lacks are None)."""
+    evaluation = inputs.evaluation_history
+    today = evaluation[evaluation["ds"] == inputs.ds].astype(object)
+    today = today.where(pd.notna(today), None)
+    columns = [
+        "method",
+        "recall",
+        "recall_low",
+        "recall_high",
+        "hit_rate",
+        "hit_rate_low",
+        "hit_rate_high",
+        "ndcg",
+        "coverage",
+        "baseline",
+        "recall_vs_baseline",
+        "recall_vs_baseline_low",
+        "recall_vs_baseline_high",
+    ]
+    return [{c: row.get(c) for c in columns} for row in today.to_dict("records")]
+
+
 def headline(inputs: ReportInputs) -> dict:
     """The numbers at the top of the report."""
     evaluation = inputs.evaluation_history
     today = evaluation[evaluation["ds"] == inputs.ds]
-    hit_rates = {str(m): round(float(h), 4) for m, h in zip(today["method"], today["hit_rate"], strict=True)}
+    shown = [m for m in HEADLINE_METHODS if m in set(today["method"])]
+    by_method = today.set_index("method")
+    hit_rates = {m: round(float(by_method.loc[m, "hit_rate"]), 4) for m in shown}
     return {
         "users": int(inputs.segment_profiles["size"].sum()),
         "orders_total": inputs.orders_total,
@@ -517,6 +557,7 @@ def render_report(inputs: ReportInputs, plots: dict[str, bytes]) -> str:
         previous_ds=inputs.previous_ds,
         next_ds=next_ds,
         history_missing=date_ranges(inputs.history_missing),
+        evaluation=_evaluation_rows(inputs),
     )
 
 

@@ -256,6 +256,82 @@ def plant_bundles(
     return pd.DataFrame({"antecedent": heads, "consequent": tails, "probability": probability})
 
 
+@dataclass(frozen=True)
+class Tastes:
+    """Personal taste: each customer a mixture over a few latent shopping interests.
+
+    An interest is a set of products: those whose names carry a keyword (:data:`INTEREST_KEYWORDS`,
+    "organic", "gluten free", "baby" …) or a random share ``aisle_product_share`` of the products of
+    a few aisles (``aisles_per_interest``, drawn by popularity), named after them. Within an interest,
+    products keep their relative popularity. Every customer draws interest weights from a symmetric
+    Dirichlet with ``concentration`` (small: most customers lean on two or three interests), fixed for
+    their whole history; a share ``strength`` of their favourites and of their exploring lines is drawn
+    from their interests, the rest from their shopper type as before. Calibrated in docs/data.md.
+    """
+
+    interests: int = 24
+    aisles_per_interest: int = 3
+    aisle_product_share: float = 0.4
+    concentration: float = 0.15
+    strength: float = 0.8
+
+
+#: Within an interest, products are drawn with weight popularity ** INTEREST_EXPONENT: flatter than
+#: the catalogue's curve, so a taste leads to the interest's long tail as real tastes do.
+INTEREST_EXPONENT = 0.75
+
+#: Keywords of the named interests; kept when at least 30 products carry one.
+INTEREST_KEYWORDS = ("organic", "gluten free", "vegan", "baby", "low fat", "greek", "spicy", "unsweetened")
+
+
+def plant_interests(
+    catalog: Catalog, base: np.ndarray, rng: np.random.Generator, tastes: Tastes
+) -> list[tuple[str, np.ndarray]]:
+    """The latent interests: ``(name, catalog rows)`` each, keyword interests first, then aisle groups."""
+    names = catalog.products["product_name"].str.lower().to_numpy(dtype=str)
+    found = []
+    for keyword in INTEREST_KEYWORDS:
+        rows = np.flatnonzero(np.char.find(names, keyword) >= 0)
+        if len(rows) >= 30:
+            found.append((keyword, rows))
+    found = found[: tastes.interests // 2]
+    aisle_of = catalog.products["aisle_id"].to_numpy()
+    aisle_ids, aisle_code = np.unique(aisle_of, return_inverse=True)
+    aisle_weight = np.bincount(aisle_code, weights=base, minlength=len(aisle_ids))
+    aisle_name = catalog.aisles.set_index("aisle_id")["aisle"]
+    while len(found) < tastes.interests and len(aisle_ids):
+        size = min(tastes.aisles_per_interest, len(aisle_ids))
+        picked = rng.choice(len(aisle_ids), size=size, replace=False, p=aisle_weight / aisle_weight.sum())
+        in_aisles = np.flatnonzero(np.isin(aisle_code, picked))
+        rows = in_aisles[rng.random(len(in_aisles)) < tastes.aisle_product_share]
+        if len(rows) == 0:
+            rows = in_aisles
+        label = " + ".join(str(aisle_name.get(a, a)) for a in aisle_ids[picked])
+        found.append((label, rows))
+    return found
+
+
+def _draw_from_interests(
+    rng: np.random.Generator,
+    owner: np.ndarray,
+    weights: np.ndarray,
+    interest_cdfs: list[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """One catalog row per draw: an interest from the owner's weights, then a product from that interest."""
+    cum = np.cumsum(weights, axis=1)
+    cum /= cum[:, -1:]
+    n_interests = weights.shape[1]
+    flat = (cum + np.arange(len(weights))[:, None]).ravel()
+    chosen = np.searchsorted(flat, owner + rng.random(len(owner)) * (1 - 1e-9)) - owner * n_interests
+    chosen = np.clip(chosen, 0, n_interests - 1)
+    out = np.empty(len(owner), dtype=np.int64)
+    for i, (rows, cdf) in enumerate(interest_cdfs):
+        mask = chosen == i
+        picks = np.searchsorted(cdf, rng.random(int(mask.sum())) * cdf[-1])
+        out[mask] = rows[np.minimum(picks, len(rows) - 1)]
+    return out
+
+
 @dataclass
 class Feed:
     """A generated feed: orders (with ``order_date``) and order lines, plus the planted truth."""
@@ -264,6 +340,8 @@ class Feed:
     lines: pd.DataFrame
     user_types: pd.DataFrame
     bundles: pd.DataFrame
+    interests: pd.DataFrame  # interest_id, interest, products
+    user_interests: pd.DataFrame  # user_id, interest_id, weight (weights of at least 1 %)
 
 
 def _gaps(rng: np.random.Generator, shopper: ShopperType, shape: tuple[int, int]) -> np.ndarray:
@@ -278,7 +356,14 @@ def _gaps(rng: np.random.Generator, shopper: ShopperType, shape: tuple[int, int]
 
 
 def generate_feed(
-    catalog: Catalog, *, users: int, days: int, end_date: str, seed: int = 0, progress: bool = True
+    catalog: Catalog,
+    *,
+    users: int,
+    days: int,
+    end_date: str,
+    seed: int = 0,
+    progress: bool = True,
+    tastes: Tastes = Tastes(),
 ) -> Feed:
     """Generate orders and order lines for ``users`` over the ``days`` days ending ``end_date``.
 
@@ -358,6 +443,16 @@ def generate_feed(
         explore[mask] = np.searchsorted(cdf, rng.random(int(mask.sum())) * cdf[-1])
     np.clip(explore, 0, len(product_ids) - 1, out=explore)
     np.clip(pools, 0, len(product_ids) - 1, out=pools)
+
+    # Personal taste: a share of favourites and of exploring lines comes from the user's interests.
+    interests = plant_interests(catalog, base, rng, tastes)
+    interest_weights = rng.dirichlet(np.full(len(interests), tastes.concentration), size=users)
+    interest_cdfs = [(rows, np.cumsum(base[rows] ** INTEREST_EXPONENT)) for _, rows in interests]
+    from_taste = rng.random((users, max_pool)) < tastes.strength
+    owners = np.nonzero(from_taste)[0]
+    pools[from_taste] = _draw_from_interests(rng, owners, interest_weights, interest_cdfs)
+    from_taste = rng.random(n_lines) < tastes.strength
+    explore[from_taste] = _draw_from_interests(rng, line_user[from_taste], interest_weights, interest_cdfs)
     repeat_p = np.array([t.repeat for t in SHOPPER_TYPES])[line_type]
     # First orders have no favourites yet; later ones favour the head of the pool.
     first_order = order_number[line_order] == 1
@@ -429,7 +524,22 @@ def generate_feed(
             "probability": bundles["probability"].to_numpy(),
         }
     )
-    return Feed(orders, lines, user_types, truth_bundles)
+    interest_table = pd.DataFrame(
+        {
+            "interest_id": np.arange(len(interests), dtype=np.int32),
+            "interest": [name for name, _ in interests],
+            "products": [len(rows) for _, rows in interests],
+        }
+    )
+    user_of_weight, interest_of_weight = np.nonzero(interest_weights >= 0.01)
+    user_interests = pd.DataFrame(
+        {
+            "user_id": user_of_weight.astype(np.int64) + 1,
+            "interest_id": interest_of_weight.astype(np.int32),
+            "weight": interest_weights[user_of_weight, interest_of_weight],
+        }
+    )
+    return Feed(orders, lines, user_types, truth_bundles, interest_table, user_interests)
 
 
 def _position_in_group(group: np.ndarray) -> np.ndarray:
@@ -542,5 +652,8 @@ def generate(
     summary = write_daily_drops(lake, feed.orders, feed.lines, catalog, first_date=first_date, last_date=end_date)
     lake.write_table("_truth", "user_types", end_date, pa.Table.from_pandas(feed.user_types, preserve_index=False))
     lake.write_table("_truth", "bundles", end_date, pa.Table.from_pandas(feed.bundles, preserve_index=False))
+    for name in ("interests", "user_interests"):
+        truth = pa.Table.from_pandas(getattr(feed, name), preserve_index=False)
+        lake.write_table("_truth", name, end_date, truth)
     summary.update({"users": users, "last_date": end_date, "catalog": str(catalog_dir or "synthetic")})
     return summary

@@ -103,6 +103,29 @@ def test_bundles_are_planted(feed) -> None:
         assert confidence / support_b > 5, row  # lift: B comes with A far more than by chance
 
 
+def test_customers_have_stable_personal_interests(feed, catalog) -> None:
+    """Each customer leans on a few interests for their whole history: their purchases, early and late,
+    over-index on their own interests' products, and most weight sits on two or three interests."""
+    truth = feed.user_interests
+    assert set(truth["interest_id"]) <= set(feed.interests["interest_id"])
+    assert (truth.groupby("user_id")["weight"].sum() <= 1 + 1e-9).all()
+    top3 = truth.sort_values("weight", ascending=False).groupby("user_id")["weight"].apply(lambda w: w.head(3).sum())
+    assert top3.median() > 0.6  # concentrated (measured 0.73; an even spread would give 3/24)
+    assert {"organic", "gluten free"} <= set(feed.interests["interest"])  # named after their keyword
+    names = catalog.products.set_index("product_id")["product_name"].str.lower()
+    organic = set(names[names.str.contains("organic")].index)
+    lines = feed.lines.merge(feed.orders[["order_id", "user_id", "order_number"]], on="order_id")
+    lines["organic"] = lines["product_id"].isin(organic)
+    organic_id = int(feed.interests.loc[feed.interests["interest"] == "organic", "interest_id"].iloc[0])
+    fans = truth[(truth["interest_id"] == organic_id) & (truth["weight"] > 0.5)]["user_id"]
+    is_fan = lines["user_id"].isin(fans)
+    assert len(fans) > 50
+    assert lines.loc[is_fan, "organic"].mean() > 2 * lines.loc[~is_fan, "organic"].mean()
+    early = lines["order_number"] <= 3
+    assert lines.loc[is_fan & early, "organic"].mean() > 2 * lines.loc[~is_fan & early, "organic"].mean()
+    assert lines.loc[is_fan & ~early, "organic"].mean() > 2 * lines.loc[~is_fan & ~early, "organic"].mean()
+
+
 def test_generate_writes_a_drop_every_day_and_the_truth(lake: Lake) -> None:
     summary = generate(lake, users=200, days=20, end_date="2026-02-10", seed=2)
     assert summary["days"] == 20
@@ -112,6 +135,8 @@ def test_generate_writes_a_drop_every_day_and_the_truth(lake: Lake) -> None:
     assert lake.landing_dates("products") == ["2026-01-22"]
     assert lake.read_table("_truth", "user_types").num_rows == 200
     assert lake.read_table("_truth", "bundles").num_rows > 0
+    assert lake.read_table("_truth", "interests").num_rows == 24
+    assert set(lake.read_table("_truth", "user_interests").column("user_id").to_pylist()) == set(range(1, 201))
     total = sum(len(lake.fs.cat_file(lake.landing_file("orders", d).path).splitlines()) - 1 for d in days)
     assert total == summary["orders"]
 

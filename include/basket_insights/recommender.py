@@ -1,0 +1,238 @@
+"""The recommender: fitted on the data a run sees, then applied to every customer.
+
+**Fitting** (:func:`fit_recommender`), on every run, from the history alone:
+
+1. Each customer's last order becomes the labels, the history before it the input
+   (:func:`basket_insights.splits.split_last_orders`). Association rules are mined again from the
+   input only (``mine_rules``), so no label basket is evidence for its own label.
+2. EASE's λ (:mod:`basket_insights.item_model`): each value of :func:`~basket_insights.item_model.l2_grid`
+   is fitted on the input and scored by the recall@k of its candidates alone on a sample of
+   customers' label orders; the best is kept.
+3. The ranker (:mod:`basket_insights.ranker`): the candidates of a sample of customers
+   (``RankerSettings.train_users``) with their features, labelled by the label orders, train the
+   gradient-boosted model; its settings are chosen on a validation part of those customers.
+
+**Applying** (:func:`recommend_customers`): the same evidence is computed from the whole history
+(EASE refitted with the chosen λ), every customer's candidates are scored by the ranker, block by
+block (``block_users`` customers at a time: memory stays bounded whatever the customers), and the
+top ``k`` get a ``source`` and a ``reason`` (:mod:`basket_insights.reasons`). Nothing depends on
+which other customers are in a block or shard: shards together equal one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from basket_insights import item_model
+from basket_insights.candidates import CandidateSettings, Evidence, ProductGroups, candidate_features, gather_evidence
+from basket_insights.features import History
+from basket_insights.ranker import PopularityRanker, Ranker, RankerSettings, fit_ranker
+from basket_insights.ranking_metrics import mean_recall
+from basket_insights.reasons import deciding_source, sentences
+from basket_insights.splits import split_last_orders
+
+log = logging.getLogger(__name__)
+
+RECOMMENDATION_COLUMNS = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
+
+
+@dataclass(frozen=True)
+class RecommenderSettings:
+    """``item_products``: N of the item model (docs/rules.md); ``l2_users``: label customers scoring each λ."""
+
+    k: int = 10
+    item_products: int = 3000
+    candidates: CandidateSettings = field(default_factory=CandidateSettings)
+    ranker: RankerSettings = field(default_factory=RankerSettings)
+    block_users: int = 10_000
+    l2_users: int = 5_000
+
+
+@dataclass
+class FittedRecommender:
+    """What fitting learned: the ranker, EASE's λ, and how each choice scored on validation."""
+
+    ranker: Ranker | PopularityRanker
+    item_l2: float
+    item_products: int
+    l2_validation: list[dict]
+    training: dict
+
+
+def _blocks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def top_k(frame: pd.DataFrame, score: np.ndarray, k: int) -> pd.DataFrame:
+    """The ``k`` highest-``score`` rows of each customer ``row`` (ties: lower product id), with ``rank``."""
+    order = np.lexsort((frame["product_id"].to_numpy(), -score, frame["row"].to_numpy()))
+    rows = frame["row"].to_numpy()[order]
+    starts = np.r_[0, np.flatnonzero(rows[1:] != rows[:-1]) + 1] if len(rows) else np.zeros(0, np.int64)
+    position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    keep = order[position < k]
+    out = frame.iloc[keep].copy()
+    out["score"] = score[keep]
+    out["rank"] = (position[position < k] + 1).astype(np.int16)
+    return out.reset_index(drop=True)
+
+
+def _labels(frame: pd.DataFrame, up_rows: np.ndarray, label_keys: np.ndarray, n_products: int) -> np.ndarray:
+    keys = frame["row"].to_numpy(np.int64) * n_products + frame["product_id"].to_numpy(np.int64)
+    if len(label_keys) == 0:
+        return np.zeros(len(keys), dtype=np.int8)
+    pos = np.minimum(np.searchsorted(label_keys, keys), len(label_keys) - 1)
+    return (label_keys[pos] == keys).astype(np.int8)
+
+
+def fit_recommender(
+    history: History,
+    segments: pd.DataFrame | None,
+    mine_rules: Callable[[History], pd.DataFrame],
+    groups: ProductGroups,
+    settings: RecommenderSettings,
+) -> FittedRecommender:
+    """Fit λ and the ranker on ``history`` (see the module docstring); ``mine_rules`` mines a history's rules."""
+    started = time.monotonic()
+    inputs, _, labels = split_last_orders(history)
+    rules = mine_rules(inputs)
+    ev = gather_evidence(inputs, segments, rules, groups, settings.candidates)
+    up = ev.up
+    label_rows = up.rows_of(labels["user_id"].to_numpy())
+    labels = labels[label_rows >= 0]
+    label_rows = label_rows[label_rows >= 0]
+    if len(labels) == 0:
+        reason = "no customer has a previous order with a new product: nothing to learn a ranker from"
+        log.warning("fit: %s; recommending by popularity by buyers", reason)
+        return FittedRecommender(PopularityRanker(reason), 0.0, 0, [], {"customers": 0})
+    label_keys = np.sort(label_rows * up.n_products + labels["product_id"].to_numpy(np.int64))
+    relevant = pd.Series(label_rows).value_counts().sort_index()
+    rng = np.random.default_rng(settings.ranker.seed)
+    customers = np.sort(rng.permutation(relevant.index.to_numpy())[: settings.ranker.train_users])
+    log.info(
+        "fit: %d customers with a label order, %d sampled, %d rules (%.1f s)",
+        len(relevant),
+        len(customers),
+        len(rules),
+        time.monotonic() - started,
+    )
+
+    # EASE's λ on the sampled customers' label orders
+    products = item_model.model_products(up, settings.item_products)
+    gram = item_model.co_buyers(up, products)
+    l2_rows = customers[: settings.l2_users]
+    l2_truth = pd.DataFrame({"user_id": label_rows, "product_id": labels["product_id"].to_numpy()})
+    l2_truth = l2_truth[np.isin(label_rows, l2_rows)]
+    l2_results, best = [], None
+    for l2 in item_model.l2_grid(gram):
+        model = item_model.fit_item_model(up, settings.item_products, l2=l2, gram=gram, products=products)
+        found = item_model.candidates(model, up, l2_rows, settings.k).rename(
+            columns={"row": "user_id", "item_rank": "rank"}
+        )
+        recall = mean_recall(found, l2_truth, settings.k)
+        l2_results.append({"l2": l2, "validation_recall": recall})
+        if best is None or recall > best[0]:
+            best = (recall, model)
+    ev = replace(ev, item_model=best[1])
+    log.info(
+        "fit: item model on %d products, λ %.1f (validation recall@%d %.4f over %d customers; %.1f s)",
+        len(products),
+        best[1].l2,
+        settings.k,
+        best[0],
+        len(l2_rows),
+        time.monotonic() - started,
+    )
+
+    frames = []
+    for block in _blocks(customers, settings.block_users):
+        frames.append(candidate_features(ev, block, settings.candidates))
+    frame = pd.concat(frames, ignore_index=True)
+    y = _labels(frame, label_rows, label_keys, up.n_products)
+    try:
+        ranker = fit_ranker(frame, y, relevant.loc[customers], settings.k, settings.ranker)
+    except ValueError as exc:
+        log.warning("fit: the ranker could not be fitted (%s); recommending by popularity by buyers", exc)
+        ranker = PopularityRanker(str(exc))
+    training = {
+        "customers": len(customers),
+        "candidates": len(frame),
+        "positives": int(y.sum()),
+        "label_products": int(relevant.loc[customers].sum()),
+    }
+    log.info(
+        "fit: ranker on %d candidates of %d customers (%d positives of %d new products bought): %s (%.1f s)",
+        len(frame),
+        len(customers),
+        training["positives"],
+        training["label_products"],
+        ranker.params,
+        time.monotonic() - started,
+    )
+    return FittedRecommender(ranker, float(best[1].l2), settings.item_products, l2_results, training)
+
+
+def serving_evidence(
+    history: History,
+    segments: pd.DataFrame | None,
+    rules: pd.DataFrame | None,
+    groups: ProductGroups,
+    fitted: FittedRecommender,
+    settings: RecommenderSettings,
+) -> Evidence:
+    """The evidence of the whole history, with EASE refitted on it with the chosen λ."""
+    return gather_evidence(
+        history,
+        segments,
+        rules,
+        groups,
+        settings.candidates,
+        item_products=fitted.item_products,
+        item_l2=fitted.item_l2,
+    )
+
+
+def scored_blocks(
+    ev: Evidence, fitted: FittedRecommender, rows: np.ndarray, settings: RecommenderSettings
+) -> Iterator[pd.DataFrame]:
+    """The candidates of ``rows``, block by block, each with the ranker's ``score``."""
+    candidate_settings = replace(settings.candidates, popular=max(settings.candidates.popular, settings.k))
+    for block in _blocks(np.sort(rows), settings.block_users):
+        frame = candidate_features(ev, block, candidate_settings)
+        frame["ranker_score"] = fitted.ranker.score(frame)
+        yield frame
+
+
+def recommend_customers(
+    ev: Evidence,
+    fitted: FittedRecommender,
+    users: np.ndarray,
+    names: pd.Series,
+    settings: RecommenderSettings,
+    with_reasons: bool = True,
+) -> pd.DataFrame:
+    """Top ``k`` per customer of ``users`` with history: :data:`RECOMMENDATION_COLUMNS`."""
+    rows = ev.up.rows_of(np.asarray(users))
+    rows = np.unique(rows[rows >= 0])
+    parts = []
+    for frame in scored_blocks(ev, fitted, rows, settings):
+        best = top_k(frame, frame["ranker_score"].to_numpy(), settings.k)
+        parts.append(best)
+    if not parts:
+        return pd.DataFrame({c: [] for c in RECOMMENDATION_COLUMNS})
+    recs = pd.concat(parts, ignore_index=True)
+    recs["user_id"] = ev.up.users[recs["row"].to_numpy(np.int64)]
+    name_of = names.to_dict()
+    recs["product_name"] = [str(name_of.get(p, "")) for p in recs["product_id"].tolist()]
+    if with_reasons:
+        recs["source"] = deciding_source(fitted.ranker, recs)
+        recs["reason"] = sentences(recs, ev, name_of)
+    else:
+        recs["source"], recs["reason"] = "", ""
+    return recs[RECOMMENDATION_COLUMNS].astype({"user_id": np.int64, "product_id": np.int64})
