@@ -201,6 +201,25 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     return {"ds": args.ds, "evaluation": table.drop(columns=["ds"]).to_dict("records")}
 
 
+def cmd_bench_quality(args: argparse.Namespace) -> list:
+    from basket_insights.bench_quality import bench_quality, format_quality, quality_records
+    from basket_insights.config import REPO_ROOT
+
+    catalog = args.catalog
+    instacart = REPO_ROOT.parent / "shared" / "instacart"
+    if catalog is None and args.generated and (instacart / "products.csv").is_file():
+        catalog = str(instacart)
+    table = bench_quality(
+        args.source, args.generated, end_date=args.end_date, seed=args.seed, catalog=catalog, bootstrap=args.bootstrap
+    )
+    print(format_quality(table), file=sys.stderr)
+    records = quality_records(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=2)
+    return records
+
+
 def cmd_bench_rules(args: argparse.Namespace) -> list:
     from basket_insights.bench import RULE_TOOLS, bench_rules, format_rules_table
 
@@ -293,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--json", default=None, help="write the result here: total_seconds, baseline_seconds, tasks")
     bl.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     bl.set_defaults(func=cmd_bench_pipeline)
+    bq = bench_sub.add_parser(
+        "quality", help="the evaluation of a real (Kaggle layout) or generated feed beside implicit's ALS and kNN"
+    )
+    where = bq.add_mutually_exclusive_group(required=True)
+    where.add_argument("--source", default=None, help="folder in the Kaggle layout (orders.csv, order_products__*)")
+    where.add_argument("--generated", type=_positive, default=None, help="generate this many customers over a year")
+    bq.add_argument(
+        "--catalog",
+        default=None,
+        help="products/aisles/departments.csv (default: --source's own or the nearest folder above it; "
+        "for --generated ../shared/instacart when it is there, else the synthetic catalog)",
+    )
+    bq.add_argument("--end-date", type=_iso_date, default="2026-05-31")
+    bq.add_argument("--seed", type=int, default=1)
+    bq.add_argument("--bootstrap", type=_positive, default=1000, help="resamples of the intervals")
+    bq.add_argument("--json", default=None, help="write method, recall, hit_rate, ndcg, coverage, recall_ci, users")
+    bq.set_defaults(func=cmd_bench_quality)
     bs = bench_sub.add_parser("scaling", help="plot time and memory per task from several `bench pipeline --json`")
     bs.add_argument("results", nargs="+", help="JSON files written by bench pipeline --json")
     bs.add_argument("--out", default="docs/images/scaling.png")
