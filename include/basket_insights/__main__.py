@@ -210,7 +210,13 @@ def cmd_bench_quality(args: argparse.Namespace) -> list:
     if catalog is None and args.generated and (instacart / "products.csv").is_file():
         catalog = str(instacart)
     table = bench_quality(
-        args.source, args.generated, end_date=args.end_date, seed=args.seed, catalog=catalog, bootstrap=args.bootstrap
+        args.source,
+        args.generated,
+        end_date=args.end_date,
+        seed=args.seed,
+        catalog=catalog,
+        lake_url=args.lake,
+        bootstrap=args.bootstrap,
     )
     print(format_quality(table), file=sys.stderr)
     records = quality_records(table)
@@ -325,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for --generated ../shared/instacart when it is there, else the synthetic catalog)",
     )
     bq.add_argument("--end-date", type=_iso_date, default="2026-05-31")
+    bq.add_argument("--lake", default=None, help="an empty lake to fill and keep (default: a temporary one)")
     bq.add_argument("--seed", type=int, default=1)
     bq.add_argument("--bootstrap", type=_positive, default=1000, help="resamples of the intervals")
     bq.add_argument("--json", default=None, help="write method, recall, hit_rate, ndcg, coverage, recall_ci, users")

@@ -67,7 +67,10 @@ def implicit_recommendations(history: History, k: int, seed: int = 0) -> tuple[d
     Returns their top ``k`` (never a product already bought) for every customer with a held-out new
     product, and that truth.
     """
-    import implicit
+    try:
+        import implicit
+    except ImportError as exc:
+        raise RuntimeError("bench quality compares with implicit: pip install -r requirements-bench.txt") from exc
     import scipy.sparse as sp
     from threadpoolctl import threadpool_limits
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from basket_insights import cluster_candidates, item_model, popularity, rule_candidates
+from basket_insights.arrays import sorted_unique
 from basket_insights.features import History
 from basket_insights.item_model import ItemModel
 from basket_insights.popularity import Popularity
@@ -207,7 +208,7 @@ def candidate_features(ev: Evidence, rows: np.ndarray, settings: CandidateSettin
     keys = np.concatenate(
         [f["row"].to_numpy(np.int64) * up.n_products + f["product_id"].to_numpy(np.int64) for _, f in nominations]
     )
-    keys = np.unique(keys)
+    keys = sorted_unique(keys, in_place=True)
     out = pd.DataFrame({"row": keys // up.n_products, "product_id": keys % up.n_products})
     nominated_by = np.zeros(len(out), dtype=np.int16)
     for source, found in nominations:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from basket_insights.popularity import first_unbought, ranked_lists
 from basket_insights.user_products import UserProducts
@@ -31,9 +30,11 @@ def cluster_shares(up: UserProducts, code_of_product: np.ndarray, n_groups: int,
     matrix = up.recent if recent else up.bought
     codes = code_of_product[matrix.indices]
     keep = codes >= 0
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[keep]
-    counts = sp.csr_array((matrix.data[keep], (rows, codes[keep])), shape=(matrix.shape[0], max(n_groups, 1)))
-    dense = counts.toarray().astype(np.float32)
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))[keep]
+    width = max(n_groups, 1)
+    # one bincount over (customer, group) bins: no sparse matrix to build and convert
+    counts = np.bincount(rows * width + codes[keep], weights=matrix.data[keep], minlength=matrix.shape[0] * width)
+    dense = counts.reshape(matrix.shape[0], width).astype(np.float32)
     return dense / np.maximum(dense.sum(axis=1, keepdims=True), 1.0)
 
 

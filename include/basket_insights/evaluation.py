@@ -14,6 +14,10 @@ Methods (:data:`METHODS`): the recommender; each candidate source alone (item mo
 product-cluster preferences, segment popularity by buyers, popularity by buyers); and popularity
 by order lines, the classic baseline.
 
+Up to ``EvaluationSettings.customers`` (50,000) held-out customers are scored, a seeded sample when
+there are more: at full scale that is a third of them, and the intervals stay within about ±0.001
+of recall.
+
 Metrics: hit rate, precision, recall and NDCG at ``k``, catalogue coverage; a 95 % bootstrap interval
 over customers for recall and hit rate (``bootstrap`` resamples, one seed), and for every method
 the paired difference of its recall to the best of the three baselines (the same resampled
@@ -69,6 +73,10 @@ _SOURCE_RANKINGS = (
 
 @dataclass(frozen=True)
 class EvaluationSettings:
+    """``customers``: the held-out customers scored (a seeded sample when there are more; the intervals
+    say what the sample costs in precision); ``bootstrap``: resamples of the intervals."""
+
+    customers: int = 50_000
     bootstrap: int = 1000
     seed: int = 0
 
@@ -195,7 +203,12 @@ def evaluate(
     )
     fitted = fit_recommender(train, segments, mine_rules, groups, settings)
     ev = serving_evidence(train, segments, rules, groups, fitted, settings)
-    rows = ev.up.rows_of(truth["user_id"].unique())
+    customers = truth["user_id"].unique()
+    if len(customers) > evaluation.customers:
+        rng = np.random.default_rng(evaluation.seed)
+        customers = np.sort(rng.choice(customers, evaluation.customers, replace=False))
+        truth = truth[truth["user_id"].isin(customers)]
+    rows = ev.up.rows_of(customers)
     rows = rows[rows >= 0]
     recs: dict[str, list[pd.DataFrame]] = {m: [] for m in METHODS}
     for frame in scored_blocks(ev, fitted, rows, settings):

@@ -318,19 +318,21 @@ def _json_lists(column: pa.ChunkedArray) -> pa.Array:
     return pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
 
 
+def shape_for(table: pa.Table, name: str) -> pa.Table:
+    """``table``'s columns in the order of the published table ``name`` (without ``ds``); a column the
+    partition lacks (written before the column existed) is published as NULL."""
+    for column in TABLES[name].columns[1:]:
+        if column.name not in table.column_names:
+            kind = pa.string() if column.sql == "TEXT" else pa.float64()
+            table = table.append_column(column.name, pa.nulls(table.num_rows, kind))
+    return table.select(TABLES[name].column_names[1:])
+
+
 def gold_tables(lake: Lake, ds: str) -> dict[str, pa.Table]:
     """The day's gold partitions shaped as the published tables (without ``ds``; lists as JSON text)."""
 
     def gold(table: str) -> pa.Table:
         return lake.read_table("gold", table, dates=[ds])
-
-    def shaped(table: pa.Table, name: str) -> pa.Table:
-        # a partition written before a column existed publishes it as NULL
-        for column in TABLES[name].columns[1:]:
-            if column.name not in table.column_names:
-                kind = pa.string() if column.sql == "TEXT" else pa.float64()
-                table = table.append_column(column.name, pa.nulls(table.num_rows, kind))
-        return table.select(TABLES[name].column_names[1:])
 
     rules = gold("association_rules")
     rule_ids = pa.array(np.arange(rules.num_rows, dtype=np.int32))
@@ -345,13 +347,13 @@ def gold_tables(lake: Lake, ds: str) -> dict[str, pa.Table]:
     for name in ("antecedents", "consequents", "antecedent_names", "consequent_names"):
         rules = rules.set_column(rules.column_names.index(name), name, _json_lists(rules[name]))
     return {
-        "customer_segments": shaped(gold("customer_segments"), "customer_segments"),
-        "product_clusters": shaped(gold("product_clusters"), "product_clusters"),
-        "association_rules": shaped(rules, "association_rules"),
-        "association_rule_antecedents": shaped(antecedents, "association_rule_antecedents"),
-        "evaluation": shaped(gold("evaluation"), "evaluation"),
+        "customer_segments": shape_for(gold("customer_segments"), "customer_segments"),
+        "product_clusters": shape_for(gold("product_clusters"), "product_clusters"),
+        "association_rules": shape_for(rules, "association_rules"),
+        "association_rule_antecedents": shape_for(antecedents, "association_rule_antecedents"),
+        "evaluation": shape_for(gold("evaluation"), "evaluation"),
         # Last: the largest table, and the one a reader looks up first.
-        "recommendations": shaped(gold("recommendations"), "recommendations"),
+        "recommendations": shape_for(gold("recommendations"), "recommendations"),
     }
 
 

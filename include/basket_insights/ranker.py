@@ -51,10 +51,10 @@ class RankerSettings:
     are the rows); ``grid``: the (leaves per tree, minimum rows per leaf, monotone constraints)
     settings tried; ``max_iter`` bounds the trees, early stopping on the validation loss picks the number."""
 
-    train_users: int = 20_000
+    train_users: int = 10_000
     validation_share: float = 0.25
-    grid: tuple[tuple[int, int, bool], ...] = ((15, 200, False), (31, 100, True), (7, 50, True))
-    learning_rate: float = 0.05
+    grid: tuple[tuple[int, int, bool], ...] = ((15, 200, False), (7, 50, True))
+    learning_rate: float = 0.1
     l2_regularization: float = 1.0
     max_iter: int = 400
     seed: int = 0

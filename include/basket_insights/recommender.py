@@ -51,7 +51,7 @@ class RecommenderSettings:
     candidates: CandidateSettings = field(default_factory=CandidateSettings)
     ranker: RankerSettings = field(default_factory=RankerSettings)
     block_users: int = 10_000
-    l2_users: int = 5_000
+    l2_users: int = 2_000
 
 
 @dataclass
@@ -201,11 +201,17 @@ def serving_evidence(
 def scored_blocks(
     ev: Evidence, fitted: FittedRecommender, rows: np.ndarray, settings: RecommenderSettings
 ) -> Iterator[pd.DataFrame]:
-    """The candidates of ``rows``, block by block, each with the ranker's ``score``."""
+    """The candidates of ``rows``, block by block, each with the ranker's ``score``; progress in the log."""
     candidate_settings = replace(settings.candidates, popular=max(settings.candidates.popular, settings.k))
-    for block in _blocks(np.sort(rows), settings.block_users):
+    rows = np.sort(rows)
+    started, done, candidates = time.monotonic(), 0, 0
+    for block in _blocks(rows, settings.block_users):
         frame = candidate_features(ev, block, candidate_settings)
         frame["ranker_score"] = fitted.ranker.score(frame)
+        done, candidates = done + len(block), candidates + len(frame)
+        log.info(
+            "scored %d/%d customers, %d candidates (%.1f s)", done, len(rows), candidates, time.monotonic() - started
+        )
         yield frame
 
 

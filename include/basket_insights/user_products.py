@@ -47,9 +47,13 @@ class UserProducts:
         return _row_keys(self.bought)
 
     def has_bought(self, rows: np.ndarray, products: np.ndarray) -> np.ndarray:
-        """Whether each (row, product) pair is in the user's history, by binary search in the CSR rows."""
+        """Whether each (row, product) pair is in the user's history, by binary search in the CSR rows
+        (only in the slice of rows asked about: a block of customers searches its own entries)."""
         keys = rows.astype(np.int64) * self.n_products + products.astype(np.int64)
-        known = self._keys
+        if len(keys) == 0:
+            return np.zeros(0, dtype=bool)
+        first, last = int(rows.min()), int(rows.max())
+        known = self._keys[self.bought.indptr[first] : self.bought.indptr[last + 1]]
         if len(known) == 0:
             return np.zeros(len(keys), dtype=bool)
         pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
@@ -85,13 +89,17 @@ def user_products(history: History, recent_orders: int = 3, n_products: int | No
     n_users = len(users)
     width = max(int(products.max(initial=0)) + 1, n_products or 0)
     numbers = lines["order_number"].to_numpy(np.int64)
+    # per order (3.7M at full scale, not per line: ufunc.at is slow): its customer and number
+    order_ids = lines["order_id"].to_numpy(np.int64)
+    customer_of_order = np.full(int(order_ids.max(initial=-1)) + 1, -1, dtype=np.int64)
+    number_of_order = np.zeros(len(customer_of_order), dtype=np.int64)
+    customer_of_order[order_ids] = row_of_line
+    number_of_order[order_ids] = numbers
+    placed = customer_of_order >= 0
+    orders = np.bincount(customer_of_order[placed], minlength=n_users)
     last = np.zeros(n_users, dtype=np.int64)
-    np.maximum.at(last, row_of_line, numbers)
+    np.maximum.at(last, customer_of_order[placed], number_of_order[placed])
     recent = numbers > last[row_of_line] - recent_orders
-    order_codes, _ = factorize_ids(lines["order_id"].to_numpy(np.int64))
-    first_line = np.zeros(int(order_codes.max(initial=-1)) + 1, dtype=np.int64)
-    first_line[order_codes[::-1]] = np.arange(len(order_codes))[::-1]
-    orders = np.bincount(row_of_line[first_line], minlength=n_users) if len(first_line) else np.zeros(n_users)
     return UserProducts(
         users=users.astype(np.int64),
         bought=_count_matrix(row_of_line, products, n_users, width),

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from basket_insights.publish import (
+    TABLES,
     PublishError,
     Warehouse,
     gold_tables,
@@ -17,6 +18,7 @@ from basket_insights.publish import (
     published_dates,
     rules_with_antecedent,
     run_publish,
+    shape_for,
     user_recommendations,
     user_segment,
 )
@@ -109,3 +111,46 @@ def test_warehouse_from_an_airflow_connection_never_shows_the_password() -> None
     with pytest.raises(PublishError, match="use postgres or sqlite"):
         Warehouse.from_connection(_Conn(conn_type="mysql"))
     assert json.dumps(str(pg))  # printable in logs
+
+
+def test_a_database_from_before_the_new_evaluation_columns_gains_them(gold_lake, tmp_path: Path) -> None:
+    """An evaluation table created by the earlier version (8 columns) is extended, not broken, and an
+    evaluation partition written before the columns existed publishes them as NULL."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE evaluation (ds TEXT, method TEXT, k INTEGER, users_evaluated INTEGER, hit_rate DOUBLE "
+            "PRECISION, precision DOUBLE PRECISION, recall DOUBLE PRECISION, coverage DOUBLE PRECISION, rules "
+            "INTEGER, PRIMARY KEY (ds, method))"
+        )
+        conn.execute("INSERT INTO evaluation VALUES ('2026-01-01', 'global_popularity', 10, 5, 0.2, 0.02, 0.1, 0.0, 3)")
+    warehouse = Warehouse.sqlite(path)
+    ds = GOLD_DATES[-1]
+    run_publish(gold_lake, warehouse, ds)
+    rows = {r["method"]: r for r in warehouse.query("SELECT * FROM evaluation WHERE ds = ?", (ds,))}
+    lake_table = gold_lake.read_table("gold", "evaluation", dates=[ds]).to_pandas().set_index("method")
+    assert set(rows) == set(lake_table.index)
+    assert rows["recommender"]["recall_low"] == pytest.approx(lake_table.loc["recommender", "recall_low"])
+    old = warehouse.query("SELECT * FROM evaluation WHERE ds = '2026-01-01'")
+    assert old[0]["method"] == "global_popularity" and old[0]["ndcg"] is None
+
+    old_partition = pa.table(
+        {
+            "method": ["global_popularity"],
+            "k": [10],
+            "users_evaluated": [5],
+            "hit_rate": [0.2],
+            "precision": [0.02],
+            "recall": [0.1],
+            "coverage": [0.0],
+            "rules": [3],
+            "ds": [ds],
+        }
+    )
+    shaped = shape_for(old_partition, "evaluation")
+    assert shaped.column_names == TABLES["evaluation"].column_names[1:]
+    assert shaped.column("ndcg").null_count == 1 and shaped.column("baseline").type == pa.string()
+    publish_tables(warehouse, "2026-01-02", {"evaluation": shaped})
+    assert warehouse.query("SELECT recall, ndcg FROM evaluation WHERE ds = '2026-01-02'") == [
+        {"recall": 0.1, "ndcg": None}
+    ]

@@ -97,3 +97,20 @@ def test_days_not_run_are_gaps_named_on_the_page(gold_lake, tmp_path) -> None:
     # the lake's own history (two consecutive runs, nothing before them) has nothing missing
     assert load_report_inputs(gold_lake, ds).history_missing == []
     assert 'id="history-missing"' not in gold_lake.read_file("gold", "report", ds, "index.html").decode()
+
+
+def test_report_shows_every_method_of_the_evaluation_with_its_intervals(gold_lake) -> None:
+    from basket_insights.evaluation import METHODS
+    from basket_insights.report import METHOD_LABELS
+
+    ds = GOLD_DATES[-1]
+    html = gold_lake.read_file("gold", "report", ds, "index.html").decode()
+    table = html[html.index('<table id="evaluation">') :]
+    table = table[: table.index("</table>")]
+    evaluation = gold_lake.read_table("gold", "evaluation", dates=[ds]).to_pandas().set_index("method")
+    for method in METHODS:
+        assert f"<td>{METHOD_LABELS[method]}</td>" in table
+    recommender = evaluation.loc["recommender"]
+    shown = f"{recommender['recall'] * 100:.2f}% ({recommender['recall_low'] * 100:.2f}–"
+    assert shown in table
+    assert "points (" in table  # the paired difference to the best baseline, with its interval
