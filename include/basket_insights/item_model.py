@@ -171,8 +171,13 @@ def strongest_links(model: ItemModel, up: UserProducts, rows: np.ndarray, produc
     weight = np.full(len(owned), -np.inf, dtype=np.float32)
     inside = owned_column >= 0
     weight[inside] = model.weights[owned_column[inside], target[recs][pair_rec[inside]]]
-    order = np.lexsort((-weight, pair_rec))
-    firsts = order[offsets[:-1][lengths > 0]]
+    # the first largest weight of each recommendation's run of pairs (runs are contiguous, in product order)
+    nonempty = lengths > 0
+    run_max = np.full(len(recs), -np.inf, dtype=np.float32)
+    if nonempty.any():
+        run_max[nonempty] = np.maximum.reduceat(weight, offsets[:-1][nonempty])
+    at_max = np.flatnonzero(weight == np.repeat(run_max, lengths))
+    firsts = at_max[np.r_[True, pair_rec[at_max][1:] != pair_rec[at_max][:-1]]] if len(at_max) else at_max
     linked = weight[firsts] > 0
     firsts, rec_of = firsts[linked], recs[pair_rec[firsts[linked]]]
     source, dest = owned_column[firsts], target[rec_of]

@@ -62,12 +62,14 @@ def sentences(recs: pd.DataFrame, ev: Evidence, name_of: dict) -> list[str]:
     pop = ev.popularity
 
     rule = np.flatnonzero(source == "rule")
-    for i in rule:
-        antecedents = recs["rule_antecedents"].iloc[i]
-        out[i] = (
-            f"bought {_names(name_of, list(antecedents))} → {name_of.get(int(product[i]), product[i])} "
-            f"(confidence {recs['rule_confidence'].iloc[i]:.2f}, lift {recs['rule_lift'].iloc[i]:.1f})"
-        )
+    if len(rule):
+        antecedents = recs["rule_antecedents"].to_numpy()[rule]
+        confidence = recs["rule_confidence"].to_numpy()[rule]
+        lift = recs["rule_lift"].to_numpy()[rule]
+        out[rule] = [
+            f"bought {_names(name_of, list(a))} → {name_of.get(int(p), p)} (confidence {c:.2f}, lift {x:.1f})"
+            for a, p, c, x in zip(antecedents, product[rule], confidence, lift, strict=True)
+        ]
 
     item = np.flatnonzero(source == "item_model")
     if len(item) and ev.item_model is not None:

@@ -226,19 +226,22 @@ def recommend_customers(
     """Top ``k`` per customer of ``users`` with history: :data:`RECOMMENDATION_COLUMNS`."""
     rows = ev.up.rows_of(np.asarray(users))
     rows = np.unique(rows[rows >= 0])
+    name_of = names.to_dict()
     parts = []
+    # each block's top k gets its sources and reasons before the next block: the reasons' work
+    # (every owned product of every recommendation) stays the size of one block
     for frame in scored_blocks(ev, fitted, rows, settings):
-        best = top_k(frame, frame["ranker_score"].to_numpy(), settings.k)
-        parts.append(best)
+        recs = top_k(frame, frame["ranker_score"].to_numpy(), settings.k)
+        del frame
+        recs["user_id"] = ev.up.users[recs["row"].to_numpy(np.int64)]
+        recs["product_name"] = [str(name_of.get(p, "")) for p in recs["product_id"].tolist()]
+        if with_reasons:
+            recs["source"] = deciding_source(fitted.ranker, recs)
+            recs["reason"] = sentences(recs, ev, name_of)
+        else:
+            recs["source"], recs["reason"] = "", ""
+        parts.append(recs[RECOMMENDATION_COLUMNS])
     if not parts:
         return pd.DataFrame({c: [] for c in RECOMMENDATION_COLUMNS})
-    recs = pd.concat(parts, ignore_index=True)
-    recs["user_id"] = ev.up.users[recs["row"].to_numpy(np.int64)]
-    name_of = names.to_dict()
-    recs["product_name"] = [str(name_of.get(p, "")) for p in recs["product_id"].tolist()]
-    if with_reasons:
-        recs["source"] = deciding_source(fitted.ranker, recs)
-        recs["reason"] = sentences(recs, ev, name_of)
-    else:
-        recs["source"], recs["reason"] = "", ""
-    return recs[RECOMMENDATION_COLUMNS].astype({"user_id": np.int64, "product_id": np.int64})
+    out = pd.concat(parts, ignore_index=True)
+    return out.astype({"user_id": np.int64, "product_id": np.int64})
