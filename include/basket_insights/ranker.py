@@ -7,7 +7,10 @@ bought it before), the history before it gives the candidates and their features
 (``validation_share``, by customer, never by row: a customer's candidates stay together); each
 setting of :attr:`RankerSettings.grid` is fitted on the training part with early stopping on the
 validation part's log loss, and the one with the best recall@k of the validation customers is
-kept. Every setting is regularised (a minimum of rows per leaf, L2 on the leaf values, optionally
+kept — unless one source's own ordering (the item model's score, popularity by buyers overall or in
+the segment: :data:`SINGLE_SOURCE_ORDERINGS`) recalls more of the same validation customers, in
+which case that ordering ranks (:class:`SourceRanker`; on a few dozen customers a model learns
+noise). Every setting is regularised (a minimum of rows per leaf, L2 on the leaf values, optionally
 monotone constraints on the sources' scores, :data:`MONOTONE`): a few thousand positive rows are
 all a small shop has. Deterministic for ``seed``.
 
@@ -72,6 +75,27 @@ class Ranker:
         if len(frame) == 0:
             return np.zeros(0)
         return self.model.predict_proba(frame[self.features].to_numpy(np.float32))[:, 1]
+
+
+#: One-feature orderings the fitted models must beat on validation to be kept (higher is better).
+SINGLE_SOURCE_ORDERINGS = ("item_score", "buyer_share", "segment_share")
+
+
+@dataclass
+class SourceRanker:
+    """One source's own ordering (a feature, higher first), kept when it beat every fitted model on
+    the validation customers: on a history of a few dozen customers a model learns noise."""
+
+    feature: str
+    params: dict
+    validation: list[dict] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[str]:
+        return [self.feature]
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.nan_to_num(frame[self.feature].to_numpy(np.float64), nan=-1e9)
 
 
 @dataclass
@@ -150,4 +174,18 @@ def fit_ranker(
         log.info("ranker: %s", row)
         if best is None or recall > best[0]:
             best = (recall, model, row)
+    # a fitted model is kept only if no source's own ordering does better on the same customers
+    for feature in SINGLE_SOURCE_ORDERINGS:
+        if feature not in features:
+            continue
+        ordering = np.nan_to_num(frame[feature].to_numpy(np.float64)[val], nan=-1e9)
+        recall = top_k_recall(rows[val], ordering, y[val], val_relevant, k)
+        row = {"ordering": feature, "validation_recall": recall}
+        results.append(row)
+        log.info("ranker: %s", row)
+        if recall > best[0]:
+            best = (recall, None, row)
+    if best[1] is None:
+        log.warning("ranker: %s alone beat every fitted model on validation; it ranks today", best[2]["ordering"])
+        return SourceRanker(best[2]["ordering"], best[2], results)
     return Ranker(best[1], features, best[2], results)

@@ -32,7 +32,7 @@ import pandas as pd
 from basket_insights import item_model
 from basket_insights.candidates import CandidateSettings, Evidence, ProductGroups, candidate_features, gather_evidence
 from basket_insights.features import History
-from basket_insights.ranker import PopularityRanker, Ranker, RankerSettings, fit_ranker
+from basket_insights.ranker import PopularityRanker, Ranker, RankerSettings, SourceRanker, fit_ranker
 from basket_insights.ranking_metrics import mean_recall
 from basket_insights.reasons import deciding_source, sentences
 from basket_insights.splits import split_last_orders
@@ -58,7 +58,7 @@ class RecommenderSettings:
 class FittedRecommender:
     """What fitting learned: the ranker, EASE's λ, and how each choice scored on validation."""
 
-    ranker: Ranker | PopularityRanker
+    ranker: Ranker | SourceRanker | PopularityRanker
     item_l2: float
     item_products: int
     l2_validation: list[dict]
