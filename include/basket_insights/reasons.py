@@ -86,7 +86,8 @@ def sentences(recs: pd.DataFrame, ev: Evidence, name_of: dict) -> list[str]:
                 )
             else:
                 out[i] = (
-                    f"customers who buy {name_of.get(int(because), because)} (you bought it {_times(times)}) buy this"
+                    f"customers who buy {name_of.get(int(because), because)} (you bought it {_times(times)}) "
+                    "buy this; no one else did"
                 )
     elif len(item):
         out[item] = "customers with purchases like yours buy this"
