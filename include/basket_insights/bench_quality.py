@@ -8,7 +8,7 @@ process and in the DAG's order (ingest, features, segments, product clusters, pr
 evaluate), and the evaluation table (:mod:`basket_insights.evaluation`) is printed beside
 `implicit <https://github.com/benfred/implicit>`_'s ALS and item-item cosine kNN, fitted on the
 same split (the history without each customer's last order) and scored the same way, with the same
-bootstrap intervals. ``implicit`` is a benchmark-only dependency (``requirements-bench.txt``).
+bootstrap intervals. ``implicit`` is a test and benchmark dependency (``requirements-dev.txt``), not a runtime one.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def implicit_recommendations(history: History, k: int, seed: int = 0) -> tuple[d
     try:
         import implicit
     except ImportError as exc:
-        raise RuntimeError("bench quality compares with implicit: pip install -r requirements-bench.txt") from exc
+        raise RuntimeError("bench quality compares with implicit: pip install -r requirements-dev.txt") from exc
     import scipy.sparse as sp
     from threadpoolctl import threadpool_limits
 

@@ -168,7 +168,9 @@ def held_out_segments(
     features = compute_user_features(earlier, train_lines, ds)
     settings = segment_settings
     if day_profiles is not None and len(day_profiles):
-        settings = replace(segment_settings, k=len(day_profiles))
+        # the day's k: no elbow over other values of k to compute and throw away
+        k = len(day_profiles)
+        settings = replace(segment_settings, k=k, k_min=k, k_max=k)
     return segment_users(features, settings, reference=day_profiles).assignments
 
 
