@@ -205,37 +205,9 @@ def head_fingerprint(lake, path) -> str:
 
 def run_day_in_process(lake, ds: str) -> None:
     """The DAG's steps for ``ds`` in this process (no Airflow), in the DAG's order, up to ``report``."""
-    from basket_insights import ingest
-    from basket_insights.config import load_settings
-    from basket_insights.features import build_user_features
-    from basket_insights.preferences import run_link_preferences
-    from basket_insights.products import ProductClusterSettings, run_cluster_products
-    from basket_insights.recommend import (
-        recommender_settings,
-        run_collect_recommendations,
-        run_evaluate,
-        run_fit_recommender,
-        run_recommend,
-    )
-    from basket_insights.report import run_report
-    from basket_insights.rules import RuleSettings, run_mine_rules
-    from basket_insights.segments import SegmentSettings, run_segment_customers
+    from basket_insights.local_run import run_day
 
-    settings = load_settings()
-    for step in (ingest.ingest_catalog, ingest.ingest_orders, ingest.ingest_order_products):
-        step(lake, ds, max_bad_fraction=settings.max_bad_row_fraction)
-    build_user_features(lake, ds)
-    run_segment_customers(lake, ds, SegmentSettings.from_settings(settings))
-    run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings))
-    run_link_preferences(lake, ds, SegmentSettings.from_settings(settings))
-    run_mine_rules(lake, ds, RuleSettings.from_settings(settings))
-    recommend_settings = recommender_settings(settings)
-    run_fit_recommender(lake, ds, RuleSettings.from_settings(settings), recommend_settings)
-    run_recommend(lake, ds, recommend_settings, 0)
-    run_collect_recommendations(lake, ds, 1)
-    segment_settings = SegmentSettings.from_settings(settings)
-    run_evaluate(lake, ds, RuleSettings.from_settings(settings), segment_settings, recommend_settings)
-    run_report(lake, ds)
+    run_day(lake, ds)
 
 
 #: The two dates of :func:`gold_lake`.

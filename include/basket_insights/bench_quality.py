@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from basket_insights.config import load_settings
 from basket_insights.evaluation import EvaluationSettings, score_methods
 from basket_insights.features import History, load_history
 from basket_insights.lake import Lake
+from basket_insights.local_run import run_day
 from basket_insights.splits import split_last_orders
 
 log = logging.getLogger(__name__)
@@ -38,26 +37,7 @@ IMPLICIT_MODELS = {
 
 def run_evaluation_steps(lake: Lake, ds: str) -> pd.DataFrame:
     """The DAG's steps up to ``evaluate`` for ``ds``, in this process; returns ``gold/evaluation``."""
-    from basket_insights import ingest
-    from basket_insights.features import build_user_features
-    from basket_insights.preferences import run_link_preferences
-    from basket_insights.products import ProductClusterSettings, run_cluster_products
-    from basket_insights.recommend import recommender_settings, run_evaluate
-    from basket_insights.rules import RuleSettings, run_mine_rules
-    from basket_insights.segments import SegmentSettings, run_segment_customers
-
-    settings = load_settings()
-    started = time.monotonic()
-    for step in (ingest.ingest_catalog, ingest.ingest_orders, ingest.ingest_order_products):
-        step(lake, ds, max_bad_fraction=settings.max_bad_row_fraction)
-    build_user_features(lake, ds)
-    run_segment_customers(lake, ds, SegmentSettings.from_settings(settings))
-    run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings))
-    run_link_preferences(lake, ds, SegmentSettings.from_settings(settings))
-    run_mine_rules(lake, ds, RuleSettings.from_settings(settings))
-    rules, segments = RuleSettings.from_settings(settings), SegmentSettings.from_settings(settings)
-    run_evaluate(lake, ds, rules, segments, recommender_settings(settings))
-    log.info("bench quality: the DAG's steps ran in %.1f s", time.monotonic() - started)
+    run_day(lake, ds, through="evaluate", skip=("fit_recommender", "recommend"))
     return lake.read_table("gold", "evaluation", dates=[ds]).to_pandas().drop(columns=["ds"])
 
 
