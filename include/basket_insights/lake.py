@@ -108,6 +108,16 @@ def _modified_epoch(entry: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _conform(piece: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``piece`` in ``schema``, as a dataset read gives it: its columns cast, a column it lacks (a partition
+    written before the column existed) as nulls, a column the schema lacks left out."""
+    arrays = [
+        piece.column(field.name) if field.name in piece.column_names else pa.nulls(piece.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
+
+
 class Lake:
     """Partitioned storage under one base URL.
 
@@ -446,7 +456,8 @@ class Lake:
                         piece.append_column("ds", pa.array([ds] * piece.num_rows, pa.string()))
                         for piece, ds in zip(pieces, per_file_ds, strict=True)
                     ]
-                return pa.concat_tables(pieces)
+                # partitions written before a column existed read it as null (gold/evaluation gained columns)
+                return pa.concat_tables(pieces, promote_options="default")
             except (FileNotFoundError, OSError) as exc:
                 # A concurrent re-run replaced a partition between manifest and read: read again.
                 if attempt == 2 or (not isinstance(exc, FileNotFoundError) and "No such file" not in str(exc)):
@@ -469,7 +480,7 @@ class Lake:
                     raise FileNotFoundError(f"{self.display(key)} is gone")
                 pieces.append(pq.read_table(pa.BufferReader(data), columns=columns))
         schema = pieces[0].schema
-        return [piece if piece.schema.equals(schema) else piece.cast(schema) for piece in pieces]
+        return [piece if piece.schema.equals(schema) else _conform(piece, schema) for piece in pieces]
 
     # -- landing drops -------------------------------------------------------------
     def landing_file(self, table: str, ds: str) -> ObjectStoragePath:

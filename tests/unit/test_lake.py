@@ -168,3 +168,19 @@ def test_table_names_are_plain(lake: Lake, table: str) -> None:
         lake.table_path("gold", table)
     with pytest.raises(ValueError, match="unknown zone"):
         lake.table_path("nowhere", "t")
+
+
+def test_partitions_written_before_a_column_existed_read_it_as_null(any_lake) -> None:
+    """gold/evaluation gained columns: a report reading a month of it spans both layouts."""
+    import pyarrow as pa
+
+    lake = any_lake
+    lake.write_table("gold", "evaluation", "2026-01-01", pa.table({"method": ["global_popularity"], "recall": [0.1]}))
+    lake.write_table(
+        "gold", "evaluation", "2026-01-02", pa.table({"method": ["recommender"], "recall": [0.2], "ndcg": [0.3]})
+    )
+    both = lake.read_table("gold", "evaluation", dates=["2026-01-01", "2026-01-02"], with_ds=True)
+    assert both.num_rows == 2 and both.column("ds").to_pylist() == ["2026-01-01", "2026-01-02"]
+    assert both.column("recall").to_pylist() == [0.1, 0.2]
+    if "ndcg" in both.column_names:  # the object store's reader keeps the newer column, nulls for the old day
+        assert both.column("ndcg").to_pylist() == [None, 0.3]
