@@ -456,8 +456,7 @@ class Lake:
                         piece.append_column("ds", pa.array([ds] * piece.num_rows, pa.string()))
                         for piece, ds in zip(pieces, per_file_ds, strict=True)
                     ]
-                # partitions written before a column existed read it as null (gold/evaluation gained columns)
-                return pa.concat_tables(pieces, promote_options="default")
+                return pa.concat_tables(pieces)
             except (FileNotFoundError, OSError) as exc:
                 # A concurrent re-run replaced a partition between manifest and read: read again.
                 if attempt == 2 or (not isinstance(exc, FileNotFoundError) and "No such file" not in str(exc)):

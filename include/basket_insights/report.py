@@ -77,6 +77,7 @@ class ReportInputs:
     catalog_products: int
     recommended_users: int
     evaluation_history: pd.DataFrame  # evaluation of the last HISTORY_DAYS days
+    evaluation_today: pd.DataFrame  # the day's evaluation, every column (older days may lack some)
     validation: list[dict]
     orders_total: int
     orders_today: int
@@ -198,6 +199,7 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         catalog_products=len(gold("product_clusters", ["product_id"])),
         recommended_users=int(recs["user_id"].nunique()),
         evaluation_history=_history(lake, "evaluation", ds, evaluation_dates),
+        evaluation_today=gold("evaluation"),
         validation=_validation_summary(lake, ds),
         orders_total=sum(m.rows for m in manifests.values()),
         orders_today=today.rows if today else 0,
@@ -486,8 +488,8 @@ HEADLINE_METHODS = (
 
 def _evaluation_rows(inputs: ReportInputs) -> list[dict]:
     """The day's evaluation table, one dict per method (columns an older evaluation lacks are None)."""
-    evaluation = inputs.evaluation_history
-    today = evaluation[evaluation["ds"] == inputs.ds].astype(object)
+    # read on its own: in a month spanning an upgrade the history has the oldest day's columns only
+    today = inputs.evaluation_today.astype(object)
     today = today.where(pd.notna(today), None)
     columns = [
         "method",
