@@ -94,13 +94,14 @@ def sentences(recs: pd.DataFrame, ev: Evidence, name_of: dict) -> list[str]:
 
     cluster = np.flatnonzero(source == "cluster")
     if len(cluster):
+        buyer_share = pop.buyer_share()
         codes = ev.groups.cluster_of[np.minimum(product[cluster], len(ev.groups.cluster_of) - 1)]
         for i, code in zip(cluster, codes, strict=True):
             label = ev.groups.cluster_labels[code] if code >= 0 else "this kind of product"
             share = ev.cluster_share[row[i], code] if code >= 0 else 0.0
             out[i] = (
                 f"you often buy {label} ({share:.0%} of your purchases); "
-                f"{pop.buyer_share()[product[i]]:.0%} of customers bought this"
+                f"{buyer_share[product[i]]:.0%} of customers bought this"
             )
 
     segment = np.flatnonzero(source == "segment_popular")

@@ -83,7 +83,7 @@ def top_k(frame: pd.DataFrame, score: np.ndarray, k: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _labels(frame: pd.DataFrame, up_rows: np.ndarray, label_keys: np.ndarray, n_products: int) -> np.ndarray:
+def _labels(frame: pd.DataFrame, label_keys: np.ndarray, n_products: int) -> np.ndarray:
     keys = frame["row"].to_numpy(np.int64) * n_products + frame["product_id"].to_numpy(np.int64)
     if len(label_keys) == 0:
         return np.zeros(len(keys), dtype=np.int8)
@@ -154,7 +154,7 @@ def fit_recommender(
     for block in _blocks(customers, settings.block_users):
         frames.append(candidate_features(ev, block, settings.candidates))
     frame = pd.concat(frames, ignore_index=True)
-    y = _labels(frame, label_rows, label_keys, up.n_products)
+    y = _labels(frame, label_keys, up.n_products)
     try:
         ranker = fit_ranker(frame, y, relevant.loc[customers], settings.k, settings.ranker)
     except ValueError as exc:
