@@ -9,8 +9,8 @@ and publishes them to the lake (gold zone), a SQL database and a daily HTML repo
 wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
                                                           └> mine_rules
-mine_rules + link_preferences ─> fit_recommender ─> recommend[shards] ─> collect_recommendations ─┬> report ─> publish
-segment_customers + cluster_products ─> evaluate ─────────────────────────────────────────────────┘
+mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┬> report ─> publish
+                                                  └> evaluate ──────────────────────────────────────┘
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -27,14 +27,16 @@ segment_customers + cluster_products ─> evaluate ─────────�
   skipped when the catalog has not changed: `gold/product_clusters`, `product_cluster_summary`.
 * **mine_rules** counts frequent itemsets (exact, vectorised) in the prior baskets `<= ds` and
   derives association rules with mlxtend's metrics: `gold/frequent_itemsets`, `association_rules`.
-* **fit_recommender** learns from the history itself: the item-to-item model's regularisation and a
-  gradient-boosted ranker trained on each customer's previous order (`silver/recommender_model`).
+* **fit_recommender** learns from the history itself, without each customer's last order (the
+  evaluation's hold-out): segments learned without it, the item-to-item model's regularisation and a
+  gradient-boosted ranker trained on the order before it (`silver/recommender_model`).
 * **recommend** (mapped over `BASKET_RECOMMEND_SHARDS` user shards) gathers candidates from the
   association rules, the item-to-item model, the customer's product clusters and popularity by
   buyers (overall and per segment), ranks them with the fitted ranker and writes each pick with
   its source and a reason; **collect_recommendations** publishes `gold/recommendations`;
-  **evaluate** fits everything again without each customer's last order and scores every method
-  on it (hit rate, precision, recall, NDCG, coverage, bootstrap intervals): `gold/evaluation`.
+  **evaluate** applies the same model to the history without each customer's last order and
+  scores every method on it (hit rate, precision, recall, NDCG, coverage, bootstrap intervals):
+  `gold/evaluation`.
 * **report** draws the day's plots (`gold/plots/ds=.../*.png`) and writes a self-contained HTML
   report (`gold/report/ds=.../index.html`), also served by the "Basket Insights" UI plugin.
 * **publish** loads the gold tables into the SQL database of `BASKET_DB_CONN_ID` (PostgreSQL `COPY`;
@@ -213,9 +215,15 @@ def basket_insights() -> None:
     def fit_recommender(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.recommend import recommender_settings, run_fit_recommender
         from basket_insights.rules import RuleSettings
+        from basket_insights.segments import SegmentSettings
 
         return run_fit_recommender(
-            _lake(), ds, RuleSettings.from_settings(SETTINGS), recommender_settings(SETTINGS), run_id=run_id
+            _lake(),
+            ds,
+            RuleSettings.from_settings(SETTINGS),
+            SegmentSettings.from_settings(SETTINGS),
+            recommender_settings(SETTINGS),
+            run_id=run_id,
         )
 
     @task
@@ -235,15 +243,9 @@ def basket_insights() -> None:
     def evaluate(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.recommend import recommender_settings, run_evaluate
         from basket_insights.rules import RuleSettings
-        from basket_insights.segments import SegmentSettings
 
         return run_evaluate(
-            _lake(),
-            ds,
-            RuleSettings.from_settings(SETTINGS),
-            SegmentSettings.from_settings(SETTINGS),
-            recommender_settings(SETTINGS),
-            run_id=run_id,
+            _lake(), ds, RuleSettings.from_settings(SETTINGS), recommender_settings(SETTINGS), run_id=run_id
         )
 
     @task
@@ -274,13 +276,11 @@ def basket_insights() -> None:
     segments_and_clusters >> preferences
     model = fit_recommender()
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
-    # evaluate fits its own recommender on a hold-out and needs only the catalog, segments and
-    # clusters: it runs beside link_preferences, fit_recommender and recommend.
+    # the one model serves (recommend) and is judged on the hold-out it was fitted without (evaluate)
     evaluation = evaluate()
-    segments_and_clusters >> evaluation
     daily_report = report()
     [rules, preferences] >> model >> shards >> collect_recommendations() >> daily_report
-    evaluation >> daily_report >> publish()
+    model >> evaluation >> daily_report >> publish()
 
 
 basket_insights()

@@ -50,7 +50,9 @@ STEPS: dict[str, str] = {
     "fit_recommender": (
         "from basket_insights.recommend import recommender_settings, run_fit_recommender as f; "
         "from basket_insights.rules import RuleSettings; "
-        "out = f(lake, ds, RuleSettings.from_settings(settings), recommender_settings(settings))"
+        "from basket_insights.segments import SegmentSettings; "
+        "out = f(lake, ds, RuleSettings.from_settings(settings), SegmentSettings.from_settings(settings), "
+        "recommender_settings(settings))"
     ),
     "recommend": (
         "from basket_insights.recommend import recommender_settings, run_recommend as f; "
@@ -59,9 +61,7 @@ STEPS: dict[str, str] = {
     "evaluate": (
         "from basket_insights.recommend import recommender_settings, run_evaluate as f; "
         "from basket_insights.rules import RuleSettings; "
-        "from basket_insights.segments import SegmentSettings; "
-        "out = f(lake, ds, RuleSettings.from_settings(settings), SegmentSettings.from_settings(settings), "
-        "recommender_settings(settings))"
+        "out = f(lake, ds, RuleSettings.from_settings(settings), recommender_settings(settings))"
     ),
 }
 

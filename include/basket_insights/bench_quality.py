@@ -37,7 +37,7 @@ IMPLICIT_MODELS = {
 
 def run_evaluation_steps(lake: Lake, ds: str) -> pd.DataFrame:
     """The DAG's steps up to ``evaluate`` for ``ds``, in this process; returns ``gold/evaluation``."""
-    run_day(lake, ds, through="evaluate", skip=("fit_recommender", "recommend"))
+    run_day(lake, ds, through="evaluate", skip=("recommend",))
     return lake.read_table("gold", "evaluation", dates=[ds]).to_pandas().drop(columns=["ds"])
 
 

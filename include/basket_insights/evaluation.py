@@ -8,7 +8,9 @@ held-out products the customer had never bought (:mod:`basket_insights.ranking_m
 Leak-free: segments are recomputed from the earlier history (:func:`held_out_segments`, the day's
 number of segments, ids matched to the day's), rules are mined from it, and the recommender is
 fitted on it (its ranker learns from the order *before* the held-out one). Nothing a method sees
-contains a held-out order.
+contains a held-out order. The ``fit_recommender`` task fits on this same split and writes the
+held-out segments beside the model, so the evaluation scores the very ranker that serves the day's
+recommendations, without fitting a second one.
 
 Methods (:data:`METHODS`): the recommender; each candidate source alone (item model, rules,
 product-cluster preferences, segment popularity by buyers, popularity by buyers); and popularity
@@ -39,8 +41,8 @@ from basket_insights.candidates import ProductGroups
 from basket_insights.features import History
 from basket_insights.ranking_metrics import per_user
 from basket_insights.recommender import (
+    FittedRecommender,
     RecommenderSettings,
-    fit_recommender,
     scored_blocks,
     serving_evidence,
     top_k,
@@ -176,25 +178,24 @@ def held_out_segments(
 
 def evaluate(
     history: History,
-    segments_of: Callable[[History, np.ndarray], pd.DataFrame | None],
+    segments: pd.DataFrame | None,
     mine_rules: Callable[[History], pd.DataFrame],
+    fitted: FittedRecommender,
     groups: ProductGroups,
     n_products: int,
     settings: RecommenderSettings,
     evaluation: EvaluationSettings = EvaluationSettings(),
-) -> tuple[pd.DataFrame, dict]:
-    """Hold out each customer's last order, fit and run every method on the rest, score them.
+) -> pd.DataFrame:
+    """Hold out each customer's last order, run every method on the rest, score them.
 
-    ``segments_of(train, held_order_ids)`` gives the segments learned without the held-out orders;
-    ``mine_rules`` mines a history's rules. The full ``history`` is let go once split (when the
-    caller passed its only reference). Returns the table and what the fitting chose.
+    ``segments`` were learned without the held-out orders (:func:`held_out_segments`) and ``fitted``
+    on the history without them (the ``fit_recommender`` task fits on exactly this split, so the
+    recommender judged here is the one that serves); ``mine_rules`` mines the earlier history's
+    rules. The full ``history`` is let go once split (when the caller passed its only reference).
     """
     started = time.monotonic()
     train, held, truth = split_last_orders(history)
-    del history
-    held_orders = np.unique(held["order_id"].to_numpy())
-    del held
-    segments = segments_of(train, held_orders)
+    del history, held
     rules = mine_rules(train)
     log.info(
         "evaluate: %d customers with a held-out order, %d new products in them; %d rules (%.1f s)",
@@ -203,8 +204,8 @@ def evaluate(
         len(rules),
         time.monotonic() - started,
     )
-    fitted = fit_recommender(train, segments, mine_rules, groups, settings)
     ev = serving_evidence(train, segments, rules, groups, fitted, settings)
+    del train
     customers = truth["user_id"].unique()
     if len(customers) > evaluation.customers:
         rng = np.random.default_rng(evaluation.seed)
@@ -231,6 +232,5 @@ def evaluate(
         combined[method] = frame[["user_id", "rank", "product_id"]]
     table = score_methods(combined, truth, settings.k, n_products, evaluation)
     table["rules"] = len(rules)
-    chosen = {"item_l2": fitted.item_l2, "ranker": fitted.ranker.params, "training": fitted.training}
     log.info("evaluate: %d methods scored (%.1f s)", len(table), time.monotonic() - started)
-    return table, chosen
+    return table

@@ -67,9 +67,9 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         "cluster_products": lambda: run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings)),
         "link_preferences": lambda: run_link_preferences(lake, ds, segments),
         "mine_rules": lambda: run_mine_rules(lake, ds, rules),
-        "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, recommending),
+        "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, segments, recommending),
         "recommend": recommend,
-        "evaluate": lambda: run_evaluate(lake, ds, rules, segments, recommending),
+        "evaluate": lambda: run_evaluate(lake, ds, rules, recommending),
         "report": lambda: run_report(lake, ds),
     }
     started = time.monotonic()

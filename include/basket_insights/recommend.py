@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from basket_insights.candidates import CandidateSettings, ProductGroups
 from basket_insights.config import Settings
@@ -34,7 +35,8 @@ from basket_insights.lake import Lake
 from basket_insights.recommender import (
     FittedRecommender,
     RecommenderSettings,
-    fit_recommender,
+    SegmentsOf,
+    fit_without_last_orders,
     recommend_customers,
     serving_evidence,
 )
@@ -42,6 +44,7 @@ from basket_insights.recommender import (
 log = logging.getLogger(__name__)
 
 MODEL_TABLE = "recommender_model"
+HELD_OUT_SEGMENTS = "held_out_segments.parquet"
 
 
 def recommender_settings(settings: Settings) -> RecommenderSettings:
@@ -90,25 +93,66 @@ def _history_and_groups(lake: Lake, ds: str) -> tuple[History, ProductGroups]:
     return history, product_groups(lake, ds, n_products)
 
 
+def held_out_segments_of(lake: Lake, ds: str, segment_settings: object) -> SegmentsOf:
+    """A ``segments_of(earlier history, held-out order ids)``: the segments of the history ``<= ds``
+    without those orders (the day's k, ids and names; :func:`basket_insights.evaluation.held_out_segments`)."""
+    from basket_insights.evaluation import held_out_segments
+
+    def segments_of(_: History, held_orders: np.ndarray) -> pd.DataFrame:
+        profiles = lake.read_table("gold", "segment_profiles", dates=[ds]).to_pandas()
+        columns = ["order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order"]
+        orders = lake.read_table("bronze", "orders", up_to=ds, with_ds=True, columns=columns).to_pandas()
+        orders["order_date"] = pd.to_datetime(orders.pop("ds"))
+        # the features need `reordered`, which the history does not keep
+        lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "reordered"])
+        lines = lines.filter(pc.invert(pc.is_in(lines["order_id"], pa.array(held_orders))))
+        return held_out_segments(orders, lines.to_pandas(), held_orders, ds, profiles, segment_settings)
+
+    return segments_of
+
+
 def run_fit_recommender(
-    lake: Lake, ds: str, rule_settings: object, settings: RecommenderSettings, *, run_id: str = ""
+    lake: Lake,
+    ds: str,
+    rule_settings: object,
+    segment_settings: object,
+    settings: RecommenderSettings,
+    *,
+    run_id: str = "",
 ) -> dict:
-    """Fit on the history ``<= ds`` with the day's segments; write ``silver/recommender_model/ds``."""
+    """Fit on the history ``<= ds`` without each customer's last order; write ``silver/recommender_model/ds``.
+
+    The fit never sees the evaluation's held-out orders: its segments are learned without them
+    (written beside the model as ``held_out_segments.parquet`` for ``evaluate``), and its ranker learns
+    from the order before them (:func:`~basket_insights.recommender.fit_without_last_orders`).
+    ``recommend`` applies it to the whole history, ``evaluate`` to the history without the last orders.
+    """
     started = time.monotonic()
-    history, groups = _history_and_groups(lake, ds)
-    segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
-    log.info("fit_recommender ds=%s: %d order lines read (%.1f s)", ds, len(history.lines), time.monotonic() - started)
-    fitted = fit_recommender(history, segments, rule_miner(rule_settings), groups, settings)
+    loaded = [_history_and_groups(lake, ds)]
+    groups = loaded[0][1]
+    rows_in = len(loaded[0][0].lines)
+    log.info("fit_recommender ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
+    segments_of = held_out_segments_of(lake, ds, segment_settings)
+    # pop: the fit holds the only reference and lets the full history go once it is split
+    fitted, segments = fit_without_last_orders(
+        loaded.pop()[0], segments_of, rule_miner(rule_settings), groups, settings
+    )
     described = describe_fit(fitted)
+    segments_file = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), segments_file)
     lake.write_files(
         "silver",
         MODEL_TABLE,
         ds,
-        {"model.pkl": pickle.dumps(fitted), "fit.json": json.dumps(described, indent=1, default=str).encode()},
+        {
+            "model.pkl": pickle.dumps(fitted),
+            "fit.json": json.dumps(described, indent=1, default=str).encode(),
+            HELD_OUT_SEGMENTS: segments_file.getvalue().to_pybytes(),
+        },
         run_id=run_id,
     )
     log.info("fit_recommender ds=%s: %s (%.1f s)", ds, described, time.monotonic() - started)
-    return {"rows_in": len(history.lines), "rows_out": 1, **described}
+    return {"rows_in": rows_in, "rows_out": 1, **described}
 
 
 def describe_fit(fitted: FittedRecommender) -> dict:
@@ -127,6 +171,11 @@ def describe_fit(fitted: FittedRecommender) -> dict:
 def load_fitted(lake: Lake, ds: str) -> FittedRecommender:
     """The model ``fit_recommender`` wrote for ``ds`` (our own lake: the pickle is trusted)."""
     return pickle.loads(lake.read_file("silver", MODEL_TABLE, ds, "model.pkl"))
+
+
+def load_held_out_segments(lake: Lake, ds: str) -> pd.DataFrame:
+    """The segments ``fit_recommender`` learned for ``ds`` without each customer's last order."""
+    return pq.read_table(pa.BufferReader(lake.read_file("silver", MODEL_TABLE, ds, HELD_OUT_SEGMENTS))).to_pandas()
 
 
 def shard_table(shard: int, shards: int) -> str:
@@ -190,44 +239,24 @@ def run_collect_recommendations(lake: Lake, ds: str, shards: int, *, run_id: str
 
 
 def run_evaluate(
-    lake: Lake,
-    ds: str,
-    rule_settings: object,
-    segment_settings: object,
-    settings: RecommenderSettings,
-    *,
-    run_id: str = "",
+    lake: Lake, ds: str, rule_settings: object, settings: RecommenderSettings, *, run_id: str = ""
 ) -> dict:
-    """Evaluate every method on the hold-out (:func:`basket_insights.evaluation.evaluate`); write
-    ``gold/evaluation/ds``."""
-    from basket_insights.evaluation import evaluate, held_out_segments
+    """Evaluate every method on the hold-out (:func:`basket_insights.evaluation.evaluate`) with the model
+    and held-out segments ``fit_recommender`` wrote; write ``gold/evaluation/ds``."""
+    from basket_insights.evaluation import evaluate
 
     started = time.monotonic()
-    profiles = lake.read_table("gold", "segment_profiles", dates=[ds]).to_pandas()
-    orders = lake.read_table(
-        "bronze",
-        "orders",
-        up_to=ds,
-        with_ds=True,
-        columns=["order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order"],
-    ).to_pandas()
-    orders["order_date"] = pd.to_datetime(orders.pop("ds"))
+    fitted = load_fitted(lake, ds)
+    segments = load_held_out_segments(lake, ds)
     loaded = [_history_and_groups(lake, ds)]
     groups = loaded[0][1]
     rows_in = len(loaded[0][0].lines)
     n_products = len(product_names(lake, ds))
-
-    def segments_of(train: History, held_orders: np.ndarray) -> pd.DataFrame:
-        # the day's segments saw the held-out orders: learn them again without (features need `reordered`)
-        lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "reordered"])
-        lines = lines.filter(pc.invert(pc.is_in(lines["order_id"], pa.array(held_orders))))
-        return held_out_segments(orders, lines.to_pandas(), held_orders, ds, profiles, segment_settings)
-
     # pop: evaluate holds the only reference and lets the full history go once it is split
-    table, chosen = evaluate(loaded.pop()[0], segments_of, rule_miner(rule_settings), groups, n_products, settings)
+    table = evaluate(loaded.pop()[0], segments, rule_miner(rule_settings), fitted, groups, n_products, settings)
     table.insert(0, "ds", ds)
     lake.write_table("gold", "evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id)
     shown = table[["method", "users_evaluated", "hit_rate", "recall", "recall_low", "recall_high"]].round(4)
-    log.info("evaluate ds=%s: %s; fitted %s (%.1f s)", ds, shown.to_dict("records"), chosen, time.monotonic() - started)
+    log.info("evaluate ds=%s: %s (%.1f s)", ds, shown.to_dict("records"), time.monotonic() - started)
     hit_rates = {row["method"]: round(row["hit_rate"], 4) for row in table.to_dict("records")}
     return {"rows_in": rows_in, "rows_out": len(table), **hit_rates}

@@ -1,6 +1,8 @@
 """The recommender: fitted on the data a run sees, then applied to every customer.
 
-**Fitting** (:func:`fit_recommender`), on every run, from the history alone:
+**Fitting** (:func:`fit_recommender`), on every run, from the history alone; the DAG fits on the
+history without each customer's last order (:func:`fit_without_last_orders`), so that the one model
+which serves is also the one the evaluation judges on those orders:
 
 1. Each customer's last order becomes the labels, the history before it the input
    (:func:`basket_insights.splits.split_last_orders`). Association rules are mined again from the
@@ -38,6 +40,9 @@ from basket_insights.reasons import deciding_source, sentences
 from basket_insights.splits import split_last_orders
 
 log = logging.getLogger(__name__)
+
+#: ``segments_of(earlier history, held-out order ids)``: the segments learned without those orders.
+SegmentsOf = Callable[[History, np.ndarray], pd.DataFrame | None]
 
 RECOMMENDATION_COLUMNS = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
 
@@ -176,6 +181,27 @@ def fit_recommender(
         time.monotonic() - started,
     )
     return FittedRecommender(ranker, float(best[1].l2), settings.item_products, l2_results, training)
+
+
+def fit_without_last_orders(
+    history: History,
+    segments_of: SegmentsOf,
+    mine_rules: Callable[[History], pd.DataFrame],
+    groups: ProductGroups,
+    settings: RecommenderSettings,
+) -> tuple[FittedRecommender, pd.DataFrame | None]:
+    """:func:`fit_recommender` on ``history`` without each customer's last order (the evaluation's hold-out).
+
+    One fit then serves the day (applied to the whole history) and is judged on the hold-out it never
+    saw (applied to the history without it). Returns the fit and those segments.
+    """
+    train, held, _ = split_last_orders(history)
+    del history
+    held_orders = np.unique(held["order_id"].to_numpy())
+    del held
+    segments = segments_of(train, held_orders)
+    log.info("fit: %d customers' last orders held out; segments learned without them", len(held_orders))
+    return fit_recommender(train, segments, mine_rules, groups, settings), segments
 
 
 def serving_evidence(

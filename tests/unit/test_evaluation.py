@@ -6,16 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basket_insights import evaluation
+from basket_insights import evaluation, recommender
 from basket_insights.evaluation import EvaluationSettings, bootstrap_means, evaluate, score_methods
 from basket_insights.features import History
+from basket_insights.recommender import fit_without_last_orders
+
+
+def fit_and_evaluate(w, history: History, segments_of, mine_rules) -> pd.DataFrame:
+    """What the DAG's fit_recommender and evaluate tasks do in turn."""
+    fitted, segments = fit_without_last_orders(history, segments_of, mine_rules, w.groups, w.settings)
+    return evaluate(history, segments, mine_rules, fitted, w.groups, len(w.names), w.settings)
 
 
 @pytest.fixture(scope="module")
 def table(taste_world):
     w = taste_world
-    out, _ = evaluate(w.history, lambda train, held: w.segments, w.mine_rules, w.groups, len(w.names), w.settings)
-    return out.set_index("method")
+    return fit_and_evaluate(w, w.history, lambda train, held: w.segments, w.mine_rules).set_index("method")
 
 
 def test_the_recommender_beats_popularity_on_a_feed_with_taste(table) -> None:
@@ -76,7 +82,7 @@ def test_no_model_feature_or_segment_ever_sees_the_held_out_orders(taste_world, 
         check("rules", train.lines)
         return w.mine_rules(train)
 
-    fit, serve = evaluation.fit_recommender, evaluation.serving_evidence
+    fit, serve = recommender.fit_recommender, evaluation.serving_evidence
 
     def fit_spy(train: History, *args):
         check("fit", train.lines)
@@ -89,8 +95,8 @@ def test_no_model_feature_or_segment_ever_sees_the_held_out_orders(taste_world, 
         assert planted not in set(ev.item_model.products)
         return ev
 
-    monkeypatch.setattr(evaluation, "fit_recommender", fit_spy)
+    monkeypatch.setattr(recommender, "fit_recommender", fit_spy)
     monkeypatch.setattr(evaluation, "serving_evidence", serve_spy)
-    table, _ = evaluate(history, segments_of, mine_rules, w.groups, len(w.names), w.settings)
+    table = fit_and_evaluate(w, history, segments_of, mine_rules)
     assert {"segments", "rules", "fit", "serving"} <= set(seen)
     assert table.set_index("method").loc["recommender", "users_evaluated"] > 2000
