@@ -26,11 +26,12 @@ from basket_insights.item_model import strongest_links
 from basket_insights.ranker import Ranker
 
 
-def deciding_source(ranker: Ranker, rows: pd.DataFrame) -> np.ndarray:
-    """The source of :data:`SOURCES` whose evidence adds the most to each row's score."""
+def deciding_source(ranker: Ranker, rows: pd.DataFrame, full: np.ndarray | None = None) -> np.ndarray:
+    """The source of :data:`SOURCES` whose evidence adds the most to each row's score (``full``: the
+    rows' scores by ``ranker``, when the caller has them)."""
     if len(rows) == 0:
         return np.zeros(0, dtype=object)
-    full = ranker.score(rows)
+    full = ranker.score(rows) if full is None else full
     gains = np.full((len(rows), len(SOURCES)), -np.inf)
     for i, source in enumerate(SOURCES):
         columns = SOURCE_FEATURES[source]

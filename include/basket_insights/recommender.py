@@ -262,7 +262,7 @@ def recommend_customers(
         recs["user_id"] = ev.up.users[recs["row"].to_numpy(np.int64)]
         recs["product_name"] = [str(name_of.get(p, "")) for p in recs["product_id"].tolist()]
         if with_reasons:
-            recs["source"] = deciding_source(fitted.ranker, recs)
+            recs["source"] = deciding_source(fitted.ranker, recs, recs["score"].to_numpy())
             recs["reason"] = sentences(recs, ev, name_of)
         else:
             recs["source"], recs["reason"] = "", ""
