@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from basket_insights.candidates import CandidateSettings, ProductGroups
 from basket_insights.config import Settings
@@ -44,7 +43,7 @@ from basket_insights.recommender import (
 log = logging.getLogger(__name__)
 
 MODEL_TABLE = "recommender_model"
-HELD_OUT_SEGMENTS = "held_out_segments.parquet"
+HELD_OUT_SEGMENTS = "held_out_segments"
 
 
 def recommender_settings(settings: Settings) -> RecommenderSettings:
@@ -123,7 +122,7 @@ def run_fit_recommender(
     """Fit on the history ``<= ds`` without each customer's last order; write ``silver/recommender_model/ds``.
 
     The fit never sees the evaluation's held-out orders: its segments are learned without them
-    (written beside the model as ``held_out_segments.parquet`` for ``evaluate``), and its ranker learns
+    (written to ``silver/held_out_segments`` for ``evaluate``), and its ranker learns
     from the order before them (:func:`~basket_insights.recommender.fit_without_last_orders`).
     ``recommend`` applies it to the whole history, ``evaluate`` to the history without the last orders.
     """
@@ -138,8 +137,8 @@ def run_fit_recommender(
         loaded.pop()[0], segments_of, rule_miner(rule_settings), groups, settings
     )
     described = describe_fit(fitted)
-    segments_file = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), segments_file)
+    segments_table = pa.Table.from_pandas(segments, preserve_index=False)
+    lake.write_table("silver", HELD_OUT_SEGMENTS, ds, segments_table, run_id=run_id)
     lake.write_files(
         "silver",
         MODEL_TABLE,
@@ -147,7 +146,6 @@ def run_fit_recommender(
         {
             "model.pkl": pickle.dumps(fitted),
             "fit.json": json.dumps(described, indent=1, default=str).encode(),
-            HELD_OUT_SEGMENTS: segments_file.getvalue().to_pybytes(),
         },
         run_id=run_id,
     )
@@ -175,7 +173,7 @@ def load_fitted(lake: Lake, ds: str) -> FittedRecommender:
 
 def load_held_out_segments(lake: Lake, ds: str) -> pd.DataFrame:
     """The segments ``fit_recommender`` learned for ``ds`` without each customer's last order."""
-    return pq.read_table(pa.BufferReader(lake.read_file("silver", MODEL_TABLE, ds, HELD_OUT_SEGMENTS))).to_pandas()
+    return lake.read_table("silver", HELD_OUT_SEGMENTS, dates=[ds]).to_pandas()
 
 
 def shard_table(shard: int, shards: int) -> str:
