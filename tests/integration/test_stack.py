@@ -113,11 +113,11 @@ def stack(tmp_path_factory) -> Iterator[dict]:
         redis.Redis.from_url(redis_url, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
         pytest.skip(f"Redis is not reachable at {redis_url}: {exc}")
-    from basket_insights.stack import NativeStack, stack_down, stack_up
+    from basket_insights.stack import NativeStack, seaweed_ports, stack_down, stack_up
 
     redis.Redis.from_url(redis_url).flushdb()
     native = NativeStack(
-        tmp_path_factory.mktemp("stack"), api_port=free_port(), s3_port=free_port(),
+        tmp_path_factory.mktemp("stack"), api_port=free_port(), s3_port=seaweed_ports(["s3"])["s3"],
         pg=PG_ADMIN.replace(" dbname=postgres", ""), redis_url=redis_url, name=f"e2e_{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
     webhook, alerts = start_webhook()
