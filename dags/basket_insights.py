@@ -10,7 +10,8 @@ wait_for_drop ─> ingest_catalog ─┬─────────────�
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
                                                           └> mine_rules
 mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┬> report ─> publish
-                                                  └> evaluate ──────────────────────────────────────┘
+                                                  └> evaluate ──────────────────────────────────────┤
+ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┘
 ```
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
@@ -37,6 +38,11 @@ mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─
   **evaluate** applies the same model to the history without each customer's last order and
   scores every method on it (hit rate, precision, recall, NDCG, coverage, bootstrap intervals):
   `gold/evaluation`.
+* **predict_reorders** (buy again) fits a gradient-boosted model of which previously bought products
+  each customer's next order holds, on the history without each customer's last order, and writes
+  every customer's expected-F1-optimal set (possibly `None`) with probabilities and reasons
+  (`gold/buy_again`), judged on the held-out last orders beside two baselines by the Instacart
+  competition's mean F1 (`gold/buy_again_evaluation`, `gold/buy_again_importances`).
 * **report** draws the day's plots (`gold/plots/ds=.../*.png`) and writes a self-contained HTML
   report (`gold/report/ds=.../index.html`), also served by the "Basket Insights" UI plugin.
 * **publish** loads the gold tables into the SQL database of `BASKET_DB_CONN_ID` (PostgreSQL `COPY`;
@@ -249,6 +255,12 @@ def basket_insights() -> None:
         )
 
     @task
+    def predict_reorders(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.reorder_tasks import reorder_settings, run_predict_reorders
+
+        return run_predict_reorders(_lake(), ds, reorder_settings(SETTINGS), run_id=run_id)
+
+    @task
     def report(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.report import run_report
 
@@ -281,6 +293,7 @@ def basket_insights() -> None:
     daily_report = report()
     [rules, preferences] >> model >> shards >> collect_recommendations() >> daily_report
     model >> evaluation >> daily_report >> publish()
+    order_lines >> predict_reorders() >> daily_report
 
 
 basket_insights()

@@ -79,7 +79,8 @@ def cmd_summary(args: argparse.Namespace) -> dict:
     out["rows_quarantined"] = quarantined
     out["users_with_features"] = out["tables"]["silver/user_features"]["rows"]
     out["validation"] = lake.display(lake.table_path("validation", "orders"))
-    for table in ("customer_segments", "product_clusters", "association_rules", "recommendations", "evaluation"):
+    gold = ("customer_segments", "product_clusters", "association_rules", "recommendations", "evaluation", "buy_again")
+    for table in gold:
         manifest = lake.manifest("gold", table, args.ds)
         out["tables"][f"gold/{table}"] = {
             "rows": manifest.rows if manifest else 0,
@@ -93,6 +94,9 @@ def cmd_summary(args: argparse.Namespace) -> dict:
     if lake.manifest("gold", "evaluation", args.ds):
         evaluation = lake.read_table("gold", "evaluation", dates=[args.ds]).to_pandas()
         out["hit_rate_at_10"] = dict(zip(evaluation["method"], evaluation["hit_rate"].round(4), strict=True))
+    if lake.manifest("gold", "buy_again_evaluation", args.ds):
+        evaluation = lake.read_table("gold", "buy_again_evaluation", dates=[args.ds]).to_pandas()
+        out["buy_again_mean_f1"] = dict(zip(evaluation["method"], evaluation["mean_f1"].round(4), strict=True))
     return out
 
 
@@ -191,7 +195,20 @@ def cmd_recommend(args: argparse.Namespace) -> dict:
     print("recommendations:")
     for row in mine.itertuples():
         print(f"  {row.rank:2d}. {row.product_name}  [{row.source}, score {row.score:.3f}]  {row.reason}")
-    return {"user_id": args.user_id, "ds": args.ds, "recommendations": len(mine)}
+    out = {"user_id": args.user_id, "ds": args.ds, "recommendations": len(mine)}
+    if lake.manifest("gold", "buy_again", args.ds):
+        import pyarrow.compute as pc
+
+        again = lake.read_table("gold", "buy_again", dates=[args.ds])
+        again = again.filter(pc.equal(again["user_id"], args.user_id)).to_pandas().sort_values("rank")
+        print("buy again (the set expected to score the best F1 on the next order):")
+        for row in again.itertuples():
+            if row.rank > 0:
+                print(f"  {row.rank:2d}. {row.product_name}  [probability {row.probability:.2f}]  {row.reason}")
+        for row in again[again["rank"] == 0].itertuples():
+            print(f"  None{' (in the set)' if row.chosen else ''}: {row.reason}")
+        out["buy_again"] = int((again["rank"] > 0).sum())
+    return out
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:

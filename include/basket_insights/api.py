@@ -6,7 +6,8 @@ Routes, relative to where the app is mounted (``/basket-insights`` in the plugin
   ``GET report/ds=YYYY-MM-DD/index.html`` the day's report from the lake;
   ``GET plots/ds=YYYY-MM-DD/<name>.png`` one plot.
 * ``GET api/dates``: published dates (SQL) and dates with a report (lake).
-* ``GET api/users/{user_id}/recommendations?ds=``, ``GET api/users/{user_id}/segment?ds=``.
+* ``GET api/users/{user_id}/recommendations?ds=``, ``GET api/users/{user_id}/segment?ds=``,
+  ``GET api/users/{user_id}/buy-again?ds=`` (the chosen products, the chance of no reorder, ``None``).
 * ``GET api/products/{product_id}/rules?ds=&limit=&offset=``: rules whose antecedent contains
   the product, by lift, paginated.
 
@@ -34,6 +35,7 @@ from basket_insights.publish import (
     WarehouseUnavailable,
     published_dates,
     rules_with_antecedent,
+    user_buy_again,
     user_recommendations,
     user_segment,
 )
@@ -125,6 +127,14 @@ def create_app(
         if not rows:
             raise HTTPException(status_code=404, detail=f"user {user_id} has no recommendations on {day}")
         return {"ds": day, "user_id": user_id, "recommendations": rows}
+
+    @app.get("/api/users/{user_id}/buy-again")
+    def buy_again(user_id: Id, ds: IsoDate = None) -> dict:
+        day = published(ds)
+        found = user_buy_again(warehouse(), day, user_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"user {user_id} has no buy-again predictions on {day}")
+        return {"ds": day, "user_id": user_id, **found}
 
     @app.get("/api/users/{user_id}/segment")
     def segment(user_id: Id, ds: IsoDate = None) -> dict:

@@ -29,6 +29,9 @@ GOLD_TABLES = (
     "association_rules",
     "recommendations",
     "evaluation",
+    "buy_again",
+    "buy_again_evaluation",
+    "buy_again_importances",
     "plots",
     "report",
 )

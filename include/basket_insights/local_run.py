@@ -24,6 +24,7 @@ STEPS = (
     "fit_recommender",
     "recommend",
     "evaluate",
+    "predict_reorders",
     "report",
 )
 
@@ -42,6 +43,7 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         run_fit_recommender,
         run_recommend,
     )
+    from basket_insights.reorder_tasks import reorder_settings, run_predict_reorders
     from basket_insights.report import run_report
     from basket_insights.rules import RuleSettings, run_mine_rules
     from basket_insights.segments import SegmentSettings, run_segment_customers
@@ -70,6 +72,7 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, segments, recommending),
         "recommend": recommend,
         "evaluate": lambda: run_evaluate(lake, ds, rules, recommending),
+        "predict_reorders": lambda: run_predict_reorders(lake, ds, reorder_settings(settings)),
         "report": lambda: run_report(lake, ds),
     }
     started = time.monotonic()

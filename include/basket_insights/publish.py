@@ -138,6 +138,37 @@ TABLES: dict[str, TableSpec] = {
             ),
             ("ds", "method"),
         ),
+        # rank 0 is the customer's None row: product_id NULL, the chance of reordering nothing
+        TableSpec(
+            "buy_again",
+            _cols(
+                ("user_id", "BIGINT"),
+                ("rank", "SMALLINT"),
+                ("product_id", "BIGINT"),
+                ("product_name", "TEXT"),
+                ("probability", "DOUBLE PRECISION"),
+                ("chosen", "BOOLEAN"),
+                ("reason", "TEXT"),
+            ),
+            ("ds", "user_id", "rank"),
+        ),
+        TableSpec(
+            "buy_again_evaluation",
+            _cols(
+                ("method", "TEXT"),
+                ("users_evaluated", "INTEGER"),
+                ("mean_f1", "DOUBLE PRECISION"),
+                ("mean_set_size", "DOUBLE PRECISION"),
+                ("threshold", "DOUBLE PRECISION"),
+                ("f1_low", "DOUBLE PRECISION"),
+                ("f1_high", "DOUBLE PRECISION"),
+                ("baseline", "TEXT"),
+                ("f1_vs_baseline", "DOUBLE PRECISION"),
+                ("f1_vs_baseline_low", "DOUBLE PRECISION"),
+                ("f1_vs_baseline_high", "DOUBLE PRECISION"),
+            ),
+            ("ds", "method"),
+        ),
     )
 }
 #: One row per published date; the plugin lists dates from here.
@@ -352,6 +383,12 @@ def gold_tables(lake: Lake, ds: str) -> dict[str, pa.Table]:
         "association_rules": shape_for(rules, "association_rules"),
         "association_rule_antecedents": shape_for(antecedents, "association_rule_antecedents"),
         "evaluation": shape_for(gold("evaluation"), "evaluation"),
+        **{
+            # a date run before buy again existed publishes without it
+            name: shape_for(gold(name), name)
+            for name in ("buy_again_evaluation", "buy_again")
+            if lake.manifest("gold", name, ds)
+        },
         # Last: the largest table, and the one a reader looks up first.
         "recommendations": shape_for(gold("recommendations"), "recommendations"),
     }
@@ -489,6 +526,25 @@ def user_recommendations(warehouse: Warehouse, ds: str, user_id: int) -> list[di
         (ds, user_id),
     )
     return [_clean(r) for r in rows]
+
+
+def user_buy_again(warehouse: Warehouse, ds: str, user_id: int) -> dict | None:
+    """The customer's buy-again set of ``ds``: the chosen products by rank, and the ``None`` row."""
+    rows = warehouse.query(
+        "SELECT rank, product_id, product_name, probability, chosen, reason FROM buy_again "
+        "WHERE ds = ? AND user_id = ? ORDER BY rank",
+        (ds, user_id),
+    )
+    if not rows:
+        return None
+    rows = [_clean(r) for r in rows]
+    nothing = next((r for r in rows if r["rank"] == 0), None)
+    return {
+        "products": [r for r in rows if r["rank"] > 0],
+        "p_none": nothing["probability"] if nothing else None,
+        "none_chosen": bool(nothing["chosen"]) if nothing else False,
+        "none_reason": nothing["reason"] if nothing else None,
+    }
 
 
 def rules_with_antecedent(warehouse: Warehouse, ds: str, product_id: int, limit: int, offset: int) -> tuple[int, list]:

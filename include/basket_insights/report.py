@@ -78,6 +78,9 @@ class ReportInputs:
     recommended_users: int
     evaluation_history: pd.DataFrame  # evaluation of the last HISTORY_DAYS days
     evaluation_today: pd.DataFrame  # the day's evaluation, every column (older days may lack some)
+    buy_again_history: pd.DataFrame  # buy_again_evaluation of the last HISTORY_DAYS days (empty: not run)
+    buy_again_importances: pd.DataFrame  # feature, importance, importance_std of the day's model
+    sample_buy_again: pd.DataFrame  # one customer's buy-again rows of the day (rank 0: None)
     validation: list[dict]
     orders_total: int
     orders_today: int
@@ -200,12 +203,34 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         recommended_users=int(recs["user_id"].nunique()),
         evaluation_history=_history(lake, "evaluation", ds, evaluation_dates),
         evaluation_today=gold("evaluation"),
+        **_buy_again_inputs(lake, ds),
         validation=_validation_summary(lake, ds),
         orders_total=sum(m.rows for m in manifests.values()),
         orders_today=today.rows if today else 0,
         previous_ds=earlier_reports[-1] if earlier_reports else None,
         history_missing=_missing_history(segment_dates, evaluation_dates, ds),
     )
+
+
+def _buy_again_inputs(lake: Lake, ds: str) -> dict[str, pd.DataFrame]:
+    """The buy-again evaluation over the window, the day's importances and a sample customer's set
+    (empty frames for a date run before buy again existed)."""
+    if lake.manifest("gold", "buy_again", ds) is None:
+        return dict.fromkeys(("buy_again_history", "buy_again_importances", "sample_buy_again"), pd.DataFrame())
+    import pyarrow.compute as pc
+
+    predictions = lake.read_table("gold", "buy_again", dates=[ds])
+    # the first customer (by id) with at least three products in the set: a list worth reading
+    ranks = predictions.filter(pc.equal(predictions["rank"], 3))["user_id"]
+    users = ranks if len(ranks) else predictions["user_id"]
+    sample = predictions.filter(pc.equal(predictions["user_id"], pc.min(users))) if len(users) else predictions
+    return {
+        "buy_again_history": _history(
+            lake, "buy_again_evaluation", ds, lake.partitions("gold", "buy_again_evaluation")
+        ),
+        "buy_again_importances": lake.read_table("gold", "buy_again_importances", dates=[ds]).to_pandas(),
+        "sample_buy_again": sample.to_pandas().sort_values("rank"),
+    }
 
 
 # -- plots -------------------------------------------------------------------------------------
@@ -447,6 +472,47 @@ def plot_evaluation(inputs: ReportInputs) -> bytes:
     return _png(fig)
 
 
+BUY_AGAIN_LABELS = {
+    "buy_again_model": "buy-again model",
+    "frequency_threshold": "bought in ≥ t of their orders (best t)",
+    "last_order": "last order again",
+}
+
+
+def plot_buy_again(inputs: ReportInputs) -> bytes:
+    """Buy again: mean F1 on the next order of the model and the baselines over the last 30 days, and
+    what the model's predictions rest on (permutation importance of each feature)."""
+    fig, axes = _figure(11, 3.8, ncols=2)
+    history = inputs.buy_again_history
+    if history.empty:
+        _empty(axes[0], "buy again has not run for this date")
+        _empty(axes[1], "buy again has not run for this date")
+        return _png(fig)
+    for method, rows in history.sort_values("ds").groupby("method", sort=True):
+        series = _over_window(rows.set_index("ds")[["mean_f1"]], inputs.ds)["mean_f1"]
+        axes[0].plot(
+            pd.to_datetime(series.index), series, marker="o", markersize=4, label=BUY_AGAIN_LABELS.get(method, method)
+        )
+    if history["ds"].nunique() == 1:  # one point: a week around it, not matplotlib's years
+        day = pd.Timestamp(history["ds"].iloc[0])
+        axes[0].set_xlim(day - pd.Timedelta(days=3), day + pd.Timedelta(days=3))
+    axes[0].set_ylabel("mean F1")
+    axes[0].set_xlabel(f"date (ds){_not_run(inputs)}")
+    axes[0].set_title("Mean F1 on the next order's reorders, by method")
+    axes[0].legend(fontsize=8, frameon=False)
+    for tick in axes[0].get_xticklabels():
+        tick.set_rotation(30)
+        tick.set_ha("right")
+    importances = inputs.buy_again_importances.head(12).iloc[::-1]
+    if importances.empty:
+        _empty(axes[1], "the model is the fallback: no importances")
+    else:
+        axes[1].barh(importances["feature"], importances["importance"], xerr=importances["importance_std"])
+        axes[1].set_xlabel("log loss lost when shuffled")
+        axes[1].set_title("What the buy-again model rests on")
+    return _png(fig)
+
+
 #: File name → plot function; the report shows them in this order.
 PLOTS: dict[str, Callable[[ReportInputs], bytes]] = {
     "elbow.png": plot_elbows,
@@ -458,6 +524,7 @@ PLOTS: dict[str, Callable[[ReportInputs], bytes]] = {
     "top_rules.png": plot_top_rules,
     "recommendations.png": plot_recommendations,
     "evaluation.png": plot_evaluation,
+    "buy_again.png": plot_buy_again,
 }
 
 
@@ -507,6 +574,17 @@ def _evaluation_rows(inputs: ReportInputs) -> list[dict]:
         "recall_vs_baseline_high",
     ]
     return [{c: row.get(c) for c in columns} for row in today.to_dict("records")]
+
+
+def _clean_rows(frame: pd.DataFrame) -> list[dict]:
+    frame = frame.astype(object)
+    return frame.where(pd.notna(frame), None).to_dict("records")
+
+
+def _buy_again_rows(inputs: ReportInputs) -> list[dict]:
+    """The day's buy-again evaluation, one dict per method."""
+    history = inputs.buy_again_history
+    return _clean_rows(history[history["ds"] == inputs.ds]) if len(history) else []
 
 
 def headline(inputs: ReportInputs) -> dict:
@@ -560,6 +638,9 @@ def render_report(inputs: ReportInputs, plots: dict[str, bytes]) -> str:
         next_ds=next_ds,
         history_missing=date_ranges(inputs.history_missing),
         evaluation=_evaluation_rows(inputs),
+        buy_again_labels=BUY_AGAIN_LABELS,
+        buy_again=_buy_again_rows(inputs),
+        buy_again_sample=_clean_rows(inputs.sample_buy_again),
     )
 
 

@@ -81,7 +81,9 @@ def test_task_order(dagbag: dict) -> None:
     assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
     # evaluate judges the model that serves: it runs beside the recommend shards, after the fit
     assert tasks["evaluate"]["upstream"] == ["fit_recommender"]
-    assert tasks["report"]["upstream"] == ["collect_recommendations", "evaluate"]
+    assert tasks["report"]["upstream"] == ["collect_recommendations", "evaluate", "predict_reorders"]
+    # buy again needs only the order history: it runs beside the whole recommendation chain
+    assert tasks["predict_reorders"]["upstream"] == ["ingest_order_products"]
     assert tasks["publish"]["upstream"] == ["report"]
 
 

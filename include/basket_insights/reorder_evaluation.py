@@ -1,0 +1,131 @@
+"""The buy-again evaluation: mean F1 on each customer's held-out last order, as Instacart scored it.
+
+Protocol (:func:`evaluate_buy_again`): for every customer with at least two orders, the last order
+is held out (:func:`basket_insights.splits.split_last_orders`); every method names a set of the
+products the customer bought before it (plus, optionally, ``None``) and is scored by the F1 against
+the products of the held-out order they had bought before (``{None}`` when there are none:
+:func:`basket_insights.expected_f1.basket_f1`). The model judged was fitted on the history without
+those orders (the ``predict_reorders`` task), so nothing it saw contains a held-out order.
+
+Methods (:data:`METHODS`):
+
+* ``buy_again_model``: the model's probabilities and their expected-F1 sets;
+* ``frequency_threshold``: the products bought in at least a share ``t`` of the customer's orders
+  (``None`` when no product reaches it), ``t`` the best of :data:`THRESHOLDS` *on the held-out orders
+  themselves*: the strongest form of that baseline, a ceiling a fixed threshold could not beat;
+* ``last_order``: the customer's last order again.
+
+Up to ``EvaluationSettings.customers`` held-out customers (a seeded sample when there are more);
+a 95 % bootstrap interval over customers for each mean F1, and the paired difference of each
+method to the best baseline with its interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from basket_insights.buy_again import customers_mask
+from basket_insights.evaluation import EvaluationSettings, bootstrap_means
+from basket_insights.expected_f1 import basket_f1, choose_sets
+from basket_insights.features import History
+from basket_insights.reorder_features import label_candidates, orders_from_last, product_stats, reorder_candidates
+from basket_insights.reorder_model import FrequencyModel, ReorderModel, ReorderSettings
+
+log = logging.getLogger(__name__)
+
+METHODS = {
+    "buy_again_model": "the gradient-boosted model with expected-F1 sets",
+    "frequency_threshold": "products bought in at least a share t of the customer's orders (best t)",
+    "last_order": "the customer's last order again",
+}
+BASELINES = ("frequency_threshold", "last_order")
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.501, 0.05))
+
+
+def evaluate_buy_again(
+    history: History,
+    model: ReorderModel | FrequencyModel,
+    settings: ReorderSettings,
+    evaluation: EvaluationSettings | None = None,
+) -> pd.DataFrame:
+    """One row per method of :data:`METHODS`: ``users_evaluated, mean_f1, f1_low, f1_high, mean_set_size,
+    threshold`` and the paired difference to the best baseline (``baseline, f1_vs_baseline, *_low, *_high``)."""
+    evaluation = evaluation or EvaluationSettings()
+    started = time.monotonic()
+    lines = history.lines
+    from_last, orders = orders_from_last(lines)
+    user_ids = lines["user_id"].to_numpy(np.int64)
+    held = (from_last == 0) & (orders >= 2)
+    customers = np.unique(user_ids[held])
+    if len(customers) > evaluation.customers:
+        rng = np.random.default_rng(evaluation.seed)
+        customers = np.sort(rng.choice(customers, evaluation.customers, replace=False))
+    scored = customers_mask(user_ids, customers)
+    # the product features count every customer's earlier orders, as in training
+    earlier = History(lines[~held & scored])
+    candidates = reorder_candidates(earlier, product_stats(history, keep=~held))
+    del earlier
+    held_lines = lines.loc[held & scored, ["user_id", "product_id"]]
+    users, rows = np.unique(candidates["user_id"].to_numpy(np.int64), return_inverse=True)
+    bought = label_candidates(candidates, held_lines).astype(bool)
+    n = len(users)
+    f1 = {}
+    probability = model.probability(candidates)
+    p_none = model.p_none(candidates, probability, rows, n)
+    rank, per_user = choose_sets(rows, probability, n, settings.max_items, p_none)
+    f1["buy_again_model"] = basket_f1(rows, rank > 0, bought, per_user["none_chosen"].to_numpy(), n)
+    sizes = {"buy_again_model": float(((rank > 0).sum() + per_user["none_chosen"].sum()) / max(n, 1))}
+    share = candidates["up_share"].to_numpy()
+    by_threshold = {}
+    for t in THRESHOLDS:
+        chosen = share >= t - 1e-9
+        none = np.bincount(rows, weights=chosen, minlength=n) == 0
+        by_threshold[t] = (basket_f1(rows, chosen, bought, none, n), chosen.sum() + none.sum())
+    best_t = max(THRESHOLDS, key=lambda t: by_threshold[t][0].mean() if n else 0.0)
+    f1["frequency_threshold"], size = by_threshold[best_t]
+    sizes["frequency_threshold"] = float(size / max(n, 1))
+    last = candidates["up_orders_since"].to_numpy() == 0
+    f1["last_order"] = basket_f1(rows, last, bought, np.zeros(n, bool), n)
+    sizes["last_order"] = float(last.sum() / max(n, 1))
+    table = _score_table(f1, sizes, evaluation)
+    table.loc[table["method"] == "frequency_threshold", "threshold"] = best_t
+    log.info(
+        "buy-again evaluation: %d customers, %s (%.1f s)",
+        n,
+        table[["method", "mean_f1", "f1_low", "f1_high"]].round(4).to_dict("records"),
+        time.monotonic() - started,
+    )
+    return table
+
+
+def _score_table(f1: dict[str, np.ndarray], sizes: dict[str, float], settings: EvaluationSettings) -> pd.DataFrame:
+    methods = list(f1)
+    values = np.vstack([f1[m] for m in methods])
+    users = values.shape[1]
+    boot = bootstrap_means(values, settings.bootstrap, settings.seed) if users else None
+    best = max(BASELINES, key=lambda m: values[methods.index(m)].mean()) if users else None
+    rows = []
+    for i, method in enumerate(methods):
+        row = {
+            "method": method,
+            "users_evaluated": users,
+            "mean_f1": float(values[i].mean()) if users else 0.0,
+            "mean_set_size": sizes[method],
+            "threshold": np.nan,
+        }
+        if boot is not None:
+            diff = boot[:, i] - boot[:, methods.index(best)]
+            row |= {
+                "f1_low": float(np.quantile(boot[:, i], 0.025)),
+                "f1_high": float(np.quantile(boot[:, i], 0.975)),
+                "baseline": best,
+                "f1_vs_baseline": row["mean_f1"] - float(values[methods.index(best)].mean()),
+                "f1_vs_baseline_low": float(np.quantile(diff, 0.025)),
+                "f1_vs_baseline_high": float(np.quantile(diff, 0.975)),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,237 @@
+"""The buy-again model: a gradient-boosted classifier of "this product is in the customer's next order".
+
+Trained on every run from the data itself (:func:`fit_reorder_model`): the history without each
+customer's last order gives the candidates and their features
+(:func:`basket_insights.reorder_features.reorder_candidates`), that last order the labels (a
+candidate is positive when the order held it again). Customers are split into a training and a
+validation part (``validation_share``, by customer); each setting of :attr:`ReorderSettings.grid`
+is fitted on the training part with early stopping on the validation part's log loss, and the one
+whose expected-F1 sets (:func:`basket_insights.expected_f1.choose_sets`) score the best mean F1 on
+the validation customers' real next orders is kept. The features' permutation importances (drop in
+log loss on validation rows when a feature is shuffled) are kept for the evaluation and people.
+
+scikit-learn's ``HistGradientBoostingClassifier``: missing values natively, no extra dependency.
+Deterministic for ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from basket_insights.expected_f1 import basket_f1, choose_sets
+from basket_insights.reorder_features import FEATURES
+
+log = logging.getLogger(__name__)
+
+
+class NothingToLearn(ValueError):
+    """The history has no label order with both a reordered and a not reordered product, or no
+    validation customer: the model cannot be fitted (callers fall back to :class:`FrequencyModel`)."""
+
+
+@dataclass(frozen=True)
+class ReorderSettings:
+    """``train_users``: customers sampled for training and validation together; ``grid``: the
+    (leaves per tree, minimum rows per leaf) settings tried; ``max_iter`` bounds the trees (early
+    stopping on the validation loss picks the number); ``max_items``: products per customer the
+    expected-F1 search looks at; ``importance_rows``: validation rows the importances are measured on;
+    ``block_users``: customers scored at a time."""
+
+    train_users: int = 20_000
+    validation_share: float = 0.25
+    grid: tuple[tuple[int, int], ...] = ((31, 100), (15, 400))
+    learning_rate: float = 0.1
+    l2_regularization: float = 1.0
+    max_iter: int = 300
+    max_items: int = 80
+    importance_rows: int = 50_000
+    block_users: int = 25_000
+    seed: int = 0
+
+
+#: Per customer, what the chance of reordering nothing is learned from (:func:`customer_summary`).
+NONE_FEATURES = [
+    "log_none_if_independent",
+    "sum_probability",
+    "max_probability",
+    "user_orders",
+    "user_reorder_ratio",
+    "user_mean_basket",
+]
+
+
+def customer_summary(candidates: pd.DataFrame, probability: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """(customers, :data:`NONE_FEATURES`) from each customer's candidate probabilities and features."""
+    probability = np.clip(probability, 0.0, 1.0 - 1e-9)
+    first = np.zeros(n_rows, dtype=np.int64)
+    present, first_index = np.unique(rows, return_index=True)
+    first[present] = first_index
+    maximum = np.zeros(n_rows)
+    np.maximum.at(maximum, rows, probability)
+    return np.column_stack(
+        [
+            np.bincount(rows, weights=np.log1p(-probability), minlength=n_rows),
+            np.bincount(rows, weights=probability, minlength=n_rows),
+            maximum,
+            *(candidates[c].to_numpy(np.float64)[first] for c in NONE_FEATURES[3:]),
+        ]
+    )
+
+
+@dataclass
+class ReorderModel:
+    """A fitted classifier, the model of the chance of no reorder, and what their fitting measured."""
+
+    model: object  # a fitted HistGradientBoostingClassifier
+    features: list[str]
+    params: dict
+    validation: list[dict] = field(default_factory=list)  # one row per grid setting
+    importances: list[dict] = field(default_factory=list)  # feature, importance, importance_std
+    training: dict = field(default_factory=dict)
+    none_model: object | None = None  # a logistic regression on NONE_FEATURES; None: independence
+
+    def probability(self, candidates: pd.DataFrame) -> np.ndarray:
+        """Chance of each candidate row being in the customer's next order."""
+        if len(candidates) == 0:
+            return np.zeros(0)
+        return self.model.predict_proba(candidates[self.features].to_numpy(np.float32))[:, 1]
+
+    def p_none(self, candidates: pd.DataFrame, probability: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+        """Each customer row's chance of reordering nothing (``None``: as if the products were independent)."""
+        if self.none_model is None or n_rows == 0:
+            return np.exp(np.bincount(rows, weights=np.log1p(-np.clip(probability, 0, 1 - 1e-9)), minlength=n_rows))
+        return self.none_model.predict_proba(customer_summary(candidates, probability, rows, n_rows))[:, 1]
+
+
+@dataclass
+class FrequencyModel:
+    """The stand-in when a history is too short to learn from (no customer has a label order with
+    both a reorder and a product not reordered): each product's share of the customer's orders."""
+
+    reason: str
+    features: list[str] = field(default_factory=lambda: ["up_share"])
+    params: dict = field(default_factory=lambda: {"fallback": "share_of_orders"})
+    validation: list[dict] = field(default_factory=list)
+    importances: list[dict] = field(default_factory=list)
+    training: dict = field(default_factory=dict)
+
+    def probability(self, candidates: pd.DataFrame) -> np.ndarray:
+        return candidates["up_share"].to_numpy(np.float64)
+
+    def p_none(self, candidates: pd.DataFrame, probability: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+        return np.exp(np.bincount(rows, weights=np.log1p(-np.clip(probability, 0, 1 - 1e-9)), minlength=n_rows))
+
+
+def mean_f1(
+    rows: np.ndarray, probability: np.ndarray, labels: np.ndarray, max_items: int, p_none: np.ndarray | None = None
+) -> float:
+    """Mean F1 over the customers ``rows`` of their expected-F1 sets against ``labels``."""
+    codes, dense = np.unique(rows, return_inverse=True)
+    rank, per_user = choose_sets(dense, probability, len(codes), max_items, p_none)
+    return float(basket_f1(dense, rank > 0, labels, per_user["none_chosen"].to_numpy(), len(codes)).mean())
+
+
+def fit_none_model(
+    candidates: pd.DataFrame, probability: np.ndarray, labels: np.ndarray, seed: int
+) -> tuple[object | None, dict]:
+    """A logistic regression of "the customer reorders nothing" on :data:`NONE_FEATURES`, fitted on the
+    validation customers (their probabilities come from a model that never trained on them).
+
+    ``None`` (independence) when those customers are all of one kind, or when the fitted chances score
+    a worse log loss than independence on them (measured, not assumed: both are in the result).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    codes, rows = np.unique(candidates["row"].to_numpy(np.int64), return_inverse=True)
+    x = customer_summary(candidates, probability, rows, len(codes))
+    nothing = np.bincount(rows, weights=labels, minlength=len(codes)) == 0
+    independent = np.clip(np.exp(x[:, 0]), 1e-9, 1 - 1e-9)
+    measured = {"customers": len(codes), "reordered_nothing": int(nothing.sum())}
+    if nothing.all() or not nothing.any():
+        return None, measured | {"kept": "independence (the customers are all of one kind)"}
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, random_state=seed))
+    model.fit(x, nothing)
+    # in-sample for the regression, out of sample for the classifier's probabilities it summarises
+    fitted = log_loss(nothing, model.predict_proba(x)[:, 1], labels=[False, True])
+    plain = log_loss(nothing, independent, labels=[False, True])
+    measured |= {"log_loss_model": fitted, "log_loss_independence": plain}
+    if fitted >= plain:
+        return None, measured | {"kept": "independence"}
+    return model, measured | {"kept": "logistic regression"}
+
+
+def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: ReorderSettings) -> ReorderModel:
+    """Fit the grid on ``candidates`` (:data:`FEATURES` and ``row``) with 0/1 ``labels``; keep the best.
+
+    Raises :class:`NothingToLearn` when there is nothing to learn from: no positive or no negative
+    candidate among the training customers, or no validation customer.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.inspection import permutation_importance
+
+    started = time.monotonic()
+    rows = candidates["row"].to_numpy(np.int64)
+    customers = np.unique(rows)
+    rng = np.random.default_rng(settings.seed)
+    if len(customers) > settings.train_users:
+        customers = np.sort(rng.choice(customers, settings.train_users, replace=False))
+        sampled = np.isin(rows, customers)
+        candidates, labels, rows = candidates[sampled], np.asarray(labels)[sampled], rows[sampled]
+    validation = rng.random(len(customers)) < settings.validation_share
+    val = np.isin(rows, customers[validation])
+    train = ~val
+    y = np.asarray(labels, dtype=np.int8)
+    if y[train].min(initial=1) == y[train].max(initial=0) or not val.any():
+        raise NothingToLearn("the buy-again model needs reordered and not reordered products and validation customers")
+    x = candidates[FEATURES].to_numpy(np.float32)
+    results, best = [], None
+    for leaves, min_leaf in settings.grid:
+        model = HistGradientBoostingClassifier(
+            learning_rate=settings.learning_rate,
+            max_leaf_nodes=leaves,
+            min_samples_leaf=min_leaf,
+            l2_regularization=settings.l2_regularization,
+            max_iter=settings.max_iter,
+            early_stopping=True,
+            n_iter_no_change=20,
+            random_state=settings.seed,
+        )
+        model.fit(x[train], y[train], X_val=x[val], y_val=y[val])
+        f1 = mean_f1(rows[val], model.predict_proba(x[val])[:, 1], y[val], settings.max_items)
+        row = {"max_leaf_nodes": leaves, "min_samples_leaf": min_leaf, "trees": int(model.n_iter_), "validation_f1": f1}
+        results.append(row)
+        log.info("buy-again model: %s (%.1f s)", row, time.monotonic() - started)
+        if best is None or f1 > best[0]:
+            best = (f1, model, row)
+    _, model, params = best
+    validation_probability = model.predict_proba(x[val])[:, 1]
+    none_model, none_fit = fit_none_model(candidates[val], validation_probability, y[val], settings.seed)
+    params = params | {"none_model": none_fit}
+    log.info("buy-again model: chance of no reorder: %s", none_fit)
+    shown = np.flatnonzero(val)
+    if len(shown) > settings.importance_rows:
+        shown = np.sort(rng.choice(shown, settings.importance_rows, replace=False))
+    measured = permutation_importance(
+        model, x[shown], y[shown], scoring="neg_log_loss", n_repeats=3, random_state=settings.seed
+    )
+    importances = [
+        {"feature": f, "importance": float(m), "importance_std": float(s)}
+        for f, m, s in zip(FEATURES, measured.importances_mean, measured.importances_std, strict=True)
+    ]
+    importances.sort(key=lambda r: -r["importance"])
+    training = {
+        "customers": len(customers),
+        "candidates": len(candidates),
+        "positives": int(y.sum()),
+        "validation_customers": int(validation.sum()),
+    }
+    log.info("buy-again model: kept %s; %s (%.1f s)", params, training, time.monotonic() - started)
+    return ReorderModel(model, list(FEATURES), params, results, importances, training, none_model)

@@ -1,0 +1,131 @@
+"""The buy-again task of the DAG (``predict_reorders``): read the lake, fit, predict, evaluate, write.
+
+:func:`run_predict_reorders` reads the order history ``<= ds`` once and
+
+1. fits the buy-again model on it without each customer's last order
+   (:func:`basket_insights.buy_again.fit_buy_again` with ``skip=1``: labels from the order before
+   it), and writes
+   it to ``silver/reorder_model/ds=D/`` (``model.pkl``, and ``fit.json`` with the grid, the
+   importances and the training counts);
+2. predicts every customer's next reorders from the whole history: ``gold/buy_again``;
+3. judges the same model on the held-out last orders it never saw, beside the baselines
+   (:mod:`basket_insights.reorder_evaluation`): ``gold/buy_again_evaluation``, and the features'
+   importances: ``gold/buy_again_importances``.
+
+The evaluation lives here rather than in ``evaluate`` because it shares this task's one read of the
+history and its split; ``evaluate`` judges the recommendations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from basket_insights.buy_again import fit_buy_again, predict_buy_again
+from basket_insights.features import History
+from basket_insights.ingest import product_names
+from basket_insights.lake import Lake
+from basket_insights.reorder_evaluation import evaluate_buy_again
+from basket_insights.reorder_model import ReorderModel, ReorderSettings
+
+log = logging.getLogger(__name__)
+
+MODEL_TABLE = "reorder_model"
+_EPOCH = date(1970, 1, 1)
+
+
+def load_reorder_history(lake: Lake, ds: str) -> History:
+    """Every order line ``<= ds`` with its user, order number, cart position and order day
+    (:data:`basket_insights.reorder_features.HISTORY_COLUMNS`)."""
+    orders = lake.read_table(
+        "bronze", "orders", up_to=ds, with_ds=True, columns=["order_id", "user_id", "order_number"]
+    )
+    lines = lake.read_table(
+        "bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "add_to_cart_order"]
+    )
+    order_ids = orders.column("order_id").to_numpy()
+    size = int(max(order_ids.max(initial=0), lines.column("order_id").to_numpy().max(initial=0))) + 1
+    user_of = np.full(size, -1, dtype=np.int64)
+    number_of = np.zeros(size, dtype=np.int32)
+    day_of = np.zeros(size, dtype=np.int32)
+    user_of[order_ids] = orders.column("user_id").to_numpy()
+    number_of[order_ids] = orders.column("order_number").to_numpy()
+    days = pd.to_datetime(orders.column("ds").to_pandas()).to_numpy("datetime64[D]").astype(np.int64)
+    day_of[order_ids] = days
+    line_orders = lines.column("order_id").to_numpy()
+    frame = pd.DataFrame(
+        {
+            "user_id": user_of[line_orders],
+            "order_id": line_orders,
+            "order_number": number_of[line_orders],
+            "product_id": lines.column("product_id").to_numpy().astype(np.int64),
+            "add_to_cart_order": lines.column("add_to_cart_order").to_numpy().astype(np.int32),
+            "day": day_of[line_orders],
+        },
+        copy=False,
+    )
+    return History(frame[frame["user_id"].to_numpy() >= 0].reset_index(drop=True))
+
+
+def reorder_settings(settings: object) -> ReorderSettings:
+    """The buy-again settings from the environment (``BASKET_BUY_AGAIN_SEED``)."""
+    return ReorderSettings(seed=getattr(settings, "buy_again_seed", 0))
+
+
+def describe_model(model: ReorderModel) -> dict:
+    """What the fit chose, for logs, ``fit.json`` and people."""
+    return {
+        "params": model.params,
+        "grid": model.validation,
+        "importances": model.importances,
+        "training": model.training,
+    }
+
+
+def load_reorder_model(lake: Lake, ds: str) -> ReorderModel:
+    """The model ``predict_reorders`` wrote for ``ds`` (our own lake: the pickle is trusted)."""
+    return pickle.loads(lake.read_file("silver", MODEL_TABLE, ds, "model.pkl"))
+
+
+def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_id: str = "") -> dict:
+    """Fit, predict and evaluate buy again for ``ds`` (see the module docstring)."""
+    started = time.monotonic()
+    history = load_reorder_history(lake, ds)
+    rows_in = len(history.lines)
+    log.info("predict_reorders ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
+    model = fit_buy_again(history, settings, skip=1)
+    described = describe_model(model)
+    lake.write_files(
+        "silver",
+        MODEL_TABLE,
+        ds,
+        {"model.pkl": pickle.dumps(model), "fit.json": json.dumps(described, indent=1, default=str).encode()},
+        run_id=run_id,
+    )
+    as_of_day = (date.fromisoformat(ds) - _EPOCH).days
+    predictions = predict_buy_again(model, history, product_names(lake, ds), as_of_day, settings)
+    predictions.insert(0, "ds", ds)
+    lake.write_table("gold", "buy_again", ds, pa.Table.from_pandas(predictions, preserve_index=False), run_id=run_id)
+    log.info("predict_reorders ds=%s: %d rows of buy_again (%.1f s)", ds, len(predictions), time.monotonic() - started)
+    table = evaluate_buy_again(history, model, settings)
+    del history
+    table.insert(0, "ds", ds)
+    lake.write_table(
+        "gold", "buy_again_evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id
+    )
+    importances = pd.DataFrame(model.importances)
+    importances.insert(0, "ds", ds)
+    lake.write_table(
+        "gold", "buy_again_importances", ds, pa.Table.from_pandas(importances, preserve_index=False), run_id=run_id
+    )
+    f1 = {row["method"]: round(row["mean_f1"], 4) for row in table.to_dict("records")}
+    customers = int((predictions["rank"] == 0).sum())
+    log.info("predict_reorders ds=%s: mean F1 %s (%.1f s)", ds, f1, time.monotonic() - started)
+    return {"rows_in": rows_in, "rows_out": len(predictions), "customers": customers, **f1}
