@@ -13,6 +13,7 @@ import pytest
 
 from basket_insights.api import create_app
 from basket_insights.publish import (
+    TABLES,
     PublishError,
     Warehouse,
     WarehouseUnavailable,
@@ -34,9 +35,7 @@ def _warehouse(name: str) -> Warehouse:
 
 
 def _counts(warehouse: Warehouse, ds: str) -> dict[str, int]:
-    tables = ("customer_segments", "product_clusters", "association_rules", "association_rule_antecedents",
-              "recommendations", "evaluation")  # fmt: skip
-    return {t: warehouse.query(f"SELECT COUNT(*) AS n FROM {t} WHERE ds = ?", (ds,))[0]["n"] for t in tables}
+    return {t: warehouse.query(f"SELECT COUNT(*) AS n FROM {t} WHERE ds = ?", (ds,))[0]["n"] for t in TABLES}
 
 
 def test_publish_to_postgres_replaces_a_date_and_a_failure_changes_nothing(gold_lake, postgres_db: str) -> None:
@@ -65,6 +64,25 @@ def test_publish_to_postgres_replaces_a_date_and_a_failure_changes_nothing(gold_
     runs = warehouse.query("SELECT run_id FROM published_dates WHERE ds = ?", (ds,))
     assert runs == [{"run_id": "rerun"}]
     assert _counts(warehouse, GOLD_DATES[0])["recommendations"] > 0
+    assert expected["buy_again"] > 0 and expected["buy_again_evaluation"] == 3
+
+
+def test_the_buy_again_route_serves_a_customers_set_and_their_none_row(gold_lake, postgres_db: str) -> None:
+    from fastapi.testclient import TestClient
+
+    warehouse = _warehouse(postgres_db)
+    ds = GOLD_DATES[-1]
+    run_publish(gold_lake, warehouse, ds)
+    again = gold_tables(gold_lake, ds)["buy_again"].to_pandas()
+    user = int(again.loc[again["rank"] == 2, "user_id"].iloc[0])
+    client = TestClient(create_app(lambda: gold_lake, lambda: warehouse, lambda: None))
+    body = client.get(f"/api/users/{user}/buy-again", params={"ds": ds}).json()
+    mine = again[again["user_id"] == user].sort_values("rank")
+    assert [p["product_id"] for p in body["products"]] == mine["product_id"].dropna().astype(int).tolist()
+    assert [p["rank"] for p in body["products"]] == list(range(1, len(body["products"]) + 1))
+    assert body["p_none"] == pytest.approx(float(mine["probability"].iloc[0]))
+    assert body["none_chosen"] == bool(mine["chosen"].iloc[0]) and "reorder nothing" in body["none_reason"]
+    assert client.get("/api/users/999999999/buy-again", params={"ds": ds}).status_code == 404
 
 
 def test_copy_round_trips_awkward_values(postgres_db: str) -> None:
