@@ -191,7 +191,11 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
     y = np.asarray(labels, dtype=np.int8)
     if y[train].min(initial=1) == y[train].max(initial=0) or not val.any():
         raise NothingToLearn("the buy-again model needs reordered and not reordered products and validation customers")
-    x = candidates[FEATURES].to_numpy(np.float32)
+    # a feature without two distinct values (no customer with two orders yet, a tiny feed) carries nothing
+    features = [f for f in FEATURES if candidates[f].nunique(dropna=True) > 1]
+    if not features:
+        raise NothingToLearn("no buy-again feature varies over the candidates")
+    x = candidates[features].to_numpy(np.float32)
     results, best = [], None
     for leaves, min_leaf in settings.grid:
         model = HistGradientBoostingClassifier(
@@ -224,7 +228,7 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
     )
     importances = [
         {"feature": f, "importance": float(m), "importance_std": float(s)}
-        for f, m, s in zip(FEATURES, measured.importances_mean, measured.importances_std, strict=True)
+        for f, m, s in zip(features, measured.importances_mean, measured.importances_std, strict=True)
     ]
     importances.sort(key=lambda r: -r["importance"])
     training = {
@@ -234,4 +238,4 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
         "validation_customers": int(validation.sum()),
     }
     log.info("buy-again model: kept %s; %s (%.1f s)", params, training, time.monotonic() - started)
-    return ReorderModel(model, list(FEATURES), params, results, importances, training, none_model)
+    return ReorderModel(model, features, params, results, importances, training, none_model)
