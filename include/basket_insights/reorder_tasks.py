@@ -75,8 +75,9 @@ def load_reorder_history(lake: Lake, ds: str) -> History:
 
 
 def reorder_settings(settings: object) -> ReorderSettings:
-    """The buy-again settings from the environment (``BASKET_BUY_AGAIN_SEED``)."""
-    return ReorderSettings(seed=getattr(settings, "buy_again_seed", 0))
+    """The buy-again settings of a run: the defaults of :class:`ReorderSettings` (no ``BASKET_*``
+    variable sets them yet; ``settings`` is taken so the DAG and local runs call it like the others)."""
+    return ReorderSettings()
 
 
 def describe_model(model: ReorderModel) -> dict:
