@@ -226,7 +226,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> list:
     instacart = REPO_ROOT.parent / "shared" / "instacart"
     if catalog is None and args.generated and (instacart / "products.csv").is_file():
         catalog = str(instacart)
-    table = bench_quality(
+    quality = bench_quality(
         args.source,
         args.generated,
         end_date=args.end_date,
@@ -235,8 +235,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> list:
         lake_url=args.lake,
         bootstrap=args.bootstrap,
     )
-    print(format_quality(table), file=sys.stderr)
-    records = quality_records(table)
+    print(format_quality(quality), file=sys.stderr)
+    records = quality_records(quality)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=2)

@@ -5,10 +5,16 @@
 ``--generated USERS`` generates a year of that many customers instead (the real catalog when
 ``../shared/instacart`` is there). Either way the DAG's own steps run for the last date, in this
 process and in the DAG's order (ingest, features, segments, product clusters, preferences, rules,
-evaluate), and the evaluation table (:mod:`basket_insights.evaluation`) is printed beside
-`implicit <https://github.com/benfred/implicit>`_'s ALS and item-item cosine kNN, fitted on the
-same split (the history without each customer's last order) and scored the same way, with the same
-bootstrap intervals. ``implicit`` is a test and benchmark dependency (``requirements-dev.txt``), not a runtime one.
+evaluate, predict_reorders), and two tables are printed:
+
+* the recommendations' evaluation (:mod:`basket_insights.evaluation`) beside
+  `implicit <https://github.com/benfred/implicit>`_'s ALS and item-item cosine kNN, fitted on the
+  same split (the history without each customer's last order) and scored the same way, with the same
+  bootstrap intervals;
+* the buy-again evaluation (:mod:`basket_insights.reorder_evaluation`): the mean F1 of the model and
+  of the frequency-threshold and last-order baselines, with their intervals.
+
+``implicit`` is a test and benchmark dependency (``requirements-dev.txt``), not a runtime one.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,10 +42,22 @@ IMPLICIT_MODELS = {
 }
 
 
-def run_evaluation_steps(lake: Lake, ds: str) -> pd.DataFrame:
-    """The DAG's steps up to ``evaluate`` for ``ds``, in this process; returns ``gold/evaluation``."""
-    run_day(lake, ds, through="evaluate", skip=("recommend",))
-    return lake.read_table("gold", "evaluation", dates=[ds]).to_pandas().drop(columns=["ds"])
+class Quality(NamedTuple):
+    """The two evaluations a quality benchmark prints."""
+
+    #: one row per recommendation method (``gold/evaluation``, then implicit's models)
+    recommendations: pd.DataFrame
+    #: one row per buy-again method (``gold/buy_again_evaluation``)
+    buy_again: pd.DataFrame
+
+
+def run_evaluation_steps(lake: Lake, ds: str) -> Quality:
+    """The DAG's steps up to ``predict_reorders`` for ``ds`` (the day's recommendations left out: the
+    evaluation fits its own), in this process; returns ``gold/evaluation`` and ``gold/buy_again_evaluation``."""
+    run_day(lake, ds, through="predict_reorders", skip=("recommend",))
+    evaluation = lake.read_table("gold", "evaluation", dates=[ds]).to_pandas()
+    buy_again = lake.read_table("gold", "buy_again_evaluation", dates=[ds]).to_pandas()
+    return Quality(evaluation.drop(columns=["ds"]), buy_again.drop(columns=["ds"]))
 
 
 def implicit_recommendations(history: History, k: int, seed: int = 0) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
@@ -110,10 +129,11 @@ def bench_quality(
     catalog: str | None = None,
     lake_url: str | None = None,
     bootstrap: int = 1000,
-) -> pd.DataFrame:
+) -> Quality:
     """Replay ``source`` (or generate ``generated`` customers over a year), run the steps, add implicit.
 
-    Returns one row per method: the evaluation table, then implicit's models scored the same way.
+    Returns the recommendations' evaluation (then implicit's models scored the same way) and the
+    buy-again evaluation.
     """
     from basket_insights.ingest import product_names
 
@@ -136,7 +156,8 @@ def bench_quality(
         from basket_insights.synth import generate
 
         generate(lake, users=generated, days=365, end_date=end_date, seed=seed, catalog_dir=catalog)
-    table = run_evaluation_steps(lake, end_date)
+    evaluated = run_evaluation_steps(lake, end_date)
+    table = evaluated.recommendations
     k = int(table["k"].iloc[0])
     theirs, truth = implicit_recommendations(load_history(lake, end_date), k, seed)
     n_products = len(product_names(lake, end_date))
@@ -144,13 +165,16 @@ def bench_quality(
     both = pd.concat([table, scored], ignore_index=True)
     if workdir is not None:
         workdir.cleanup()
-    return both
+    return Quality(both, evaluated.buy_again)
 
 
-def quality_records(table: pd.DataFrame) -> list[dict]:
-    """The ``--json`` form: ``method, recall, hit_rate, ndcg, coverage, recall_ci, users`` per method."""
-    return [
+def quality_records(quality: Quality) -> list[dict]:
+    """The ``--json`` form, one object per method: ``task`` (``recommend`` or ``buy_again``), ``method``,
+    ``users``, then ``recall, hit_rate, ndcg, coverage, recall_ci`` for a recommender and ``mean_f1,
+    f1_ci, mean_set_size`` for a buy-again method."""
+    recommend = [
         {
+            "task": "recommend",
             "method": row["method"],
             "recall": round(float(row["recall"]), 5),
             "hit_rate": round(float(row["hit_rate"]), 5),
@@ -159,11 +183,29 @@ def quality_records(table: pd.DataFrame) -> list[dict]:
             "recall_ci": [round(float(row["recall_low"]), 5), round(float(row["recall_high"]), 5)],
             "users": int(row["users_evaluated"]),
         }
-        for row in table.to_dict("records")
+        for row in quality.recommendations.to_dict("records")
     ]
+    buy_again = [
+        {
+            "task": "buy_again",
+            "method": row["method"],
+            "mean_f1": round(float(row["mean_f1"]), 5),
+            "f1_ci": [round(float(row["f1_low"]), 5), round(float(row["f1_high"]), 5)],
+            "mean_set_size": round(float(row["mean_set_size"]), 3),
+            "users": int(row["users_evaluated"]),
+        }
+        for row in quality.buy_again.to_dict("records")
+    ]
+    return recommend + buy_again
 
 
-def format_quality(table: pd.DataFrame) -> str:
+def format_quality(quality: Quality) -> str:
+    """Two Markdown tables with the intervals: the recommenders, each against popularity by lines, and
+    the buy-again methods, each against the best frequency threshold."""
+    return format_recommendations(quality.recommendations) + "\n\n" + format_buy_again(quality.buy_again)
+
+
+def format_recommendations(table: pd.DataFrame) -> str:
     """A Markdown table with the intervals, and each method's recall against popularity by lines."""
     by_lines = float(table.loc[table["method"] == "popularity_by_lines", "recall"].iloc[0])
     k = int(table["k"].dropna().iloc[0]) if "k" in table and table["k"].notna().any() else 10
@@ -181,3 +223,24 @@ def format_quality(table: pd.DataFrame) -> str:
         )
     users = int(table["users_evaluated"].iloc[0])
     return "\n".join(lines) + f"\n\n{users:,} customers evaluated."
+
+
+def format_buy_again(table: pd.DataFrame) -> str:
+    """A Markdown table of the buy-again mean F1s with intervals, each against the best frequency threshold."""
+    threshold = table.loc[table["method"] == "frequency_threshold"]
+    best = float(threshold["mean_f1"].iloc[0]) if len(threshold) else float("nan")
+    lines = [
+        "| buy-again method | mean F1 (95% interval) | mean set size | vs best frequency threshold |",
+        "|---|---|---|---|",
+    ]
+    for row in table.to_dict("records"):
+        name = row["method"]
+        if name == "frequency_threshold" and pd.notna(row["threshold"]):
+            name = f"frequency_threshold (t = {row['threshold']:.2f})"
+        ratio = row["mean_f1"] / best if best > 0 else float("nan")
+        lines.append(
+            f"| {name} | {row['mean_f1']:.4f} ({row['f1_low']:.4f}–{row['f1_high']:.4f}) "
+            f"| {row['mean_set_size']:.1f} | {ratio:.2f}× |"
+        )
+    users = int(table["users_evaluated"].iloc[0]) if len(table) else 0
+    return "\n".join(lines) + f"\n\n{users:,} customers with a held-out order judged on buy again."
