@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
+from basket_insights.blocks import blocks_of, map_ahead
 from basket_insights.expected_f1 import choose_sets
 from basket_insights.features import History
 from basket_insights.reorder_features import label_candidates, orders_from_last, product_stats, reorder_candidates
@@ -36,6 +40,8 @@ from basket_insights.reorder_model import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 BUY_AGAIN_COLUMNS = ["user_id", "rank", "product_id", "product_name", "probability", "chosen", "reason"]
 
 
@@ -47,17 +53,32 @@ def customers_mask(user_ids: np.ndarray, customers: np.ndarray) -> np.ndarray:
     return member[user_ids]
 
 
-def fit_buy_again(history: History, settings: ReorderSettings, skip: int = 0) -> ReorderModel | FrequencyModel:
+def customers_with_orders(users: np.ndarray, order_ids: np.ndarray, at_least: int) -> np.ndarray:
+    """The sorted ids of the customers of these lines with ``at_least`` distinct orders among them."""
+    owner = np.full(int(order_ids.max(initial=-1)) + 1, -1, dtype=np.int64)
+    owner[order_ids] = users
+    placed = owner[owner >= 0]
+    counts = np.bincount(placed, minlength=int(users.max(initial=-1)) + 1)
+    return np.flatnonzero(counts >= at_least)
+
+
+def fit_buy_again(
+    history: History,
+    settings: ReorderSettings,
+    skip: int = 0,
+    positions: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ReorderModel | FrequencyModel:
     """Fit the model with each customer's order ``skip`` from the last as labels (see the module docstring).
 
     ``skip = 0``: the last order of ``history`` labels, the orders before it are the input; the
     ``predict_reorders`` task passes ``skip = 1``, leaving each customer's last order out of the fit
     altogether (it is the evaluation's). Only a sample of ``settings.train_users`` labelled customers
-    get candidates; the product features count every customer's input orders.
+    get candidates; the product features count every customer's input orders. ``positions``:
+    :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the caller has it.
     """
     started = time.monotonic()
     lines = history.lines
-    from_last, orders = orders_from_last(lines)
+    from_last, orders = positions if positions is not None else orders_from_last(lines)
     users = lines["user_id"].to_numpy(np.int64)
     label = (from_last == skip) & (orders >= skip + 2)
     inputs = from_last > skip
@@ -82,38 +103,81 @@ def fit_buy_again(history: History, settings: ReorderSettings, skip: int = 0) ->
         return FrequencyModel(str(exc))
 
 
-def _ago(days: int) -> str:
-    return {0: "today", 1: "yesterday"}.get(int(days), f"{int(days)} days ago")
+def reasons(candidates: pd.DataFrame, as_of_day: int) -> np.ndarray:
+    """A sentence per candidate row from its features: how often, how regularly, how lately.
+
+    Built with numpy's vectorised string functions: a full-scale run writes millions of them.
+    """
+    text = np.dtypes.StringDType()
+    times = candidates["up_times"].to_numpy().astype(np.int64)
+    orders = candidates["user_orders"].to_numpy().astype(np.int64).astype(text)
+    interval = candidates["up_mean_interval"].to_numpy(np.float64)
+    ago = as_of_day - candidates["last_day"].to_numpy().astype(np.int64)
+    often = np.where(
+        times == candidates["user_orders"].to_numpy().astype(np.int64),
+        np.strings.add("you bought this in every one of your ", orders),
+        np.where(
+            times == 1,
+            np.strings.add("you bought this once, in 1 of your ", orders),
+            np.strings.add(np.strings.add(np.strings.add("you buy this in ", times.astype(text)), " of your "), orders),
+        ),
+    )
+    often = np.strings.add(often, " orders")
+    regular = np.isfinite(interval) & (times > 1)
+    every = np.maximum(np.round(np.where(regular, interval, 1.0)), 1).astype(np.int64)
+    rhythm = np.where(
+        regular & (every > 1),
+        np.strings.add(np.strings.add(", about every ", every.astype(text)), " days"),
+        np.where(regular, ", about every day", ""),
+    )
+    when = np.where(
+        ago == 0,
+        "today",
+        np.where(ago == 1, "yesterday", np.strings.add(ago.astype(text), " days ago")),
+    )
+    return np.strings.add(np.strings.add(often, rhythm), np.strings.add("; last bought ", when)).astype(object)
 
 
-def reasons(candidates: pd.DataFrame, as_of_day: int) -> list[str]:
-    """A sentence per candidate row from its features: how often, how regularly, how lately."""
-    out = []
-    columns = ["up_times", "user_orders", "up_mean_interval", "last_day"]
-    for times, orders, interval, last in candidates[columns].itertuples(index=False):
-        times, orders = int(times), int(orders)
-        if times == orders:
-            often = f"you bought this in every one of your {orders} orders"
-        elif times == 1:
-            often = f"you bought this once, in 1 of your {orders} orders"
-        else:
-            often = f"you buy this in {times} of your {orders} orders"
-        rhythm = f", about every {max(round(interval), 1)} days" if np.isfinite(interval) and times > 1 else ""
-        out.append(f"{often}{rhythm}; last bought {_ago(as_of_day - int(last))}")
-    return out
+@dataclass
+class ScoredBlock:
+    """A block of customers' candidates with the model's probabilities and expected-F1 sets."""
+
+    candidates: pd.DataFrame
+    users: np.ndarray  # the block's customer ids; ``rows`` index them
+    rows: np.ndarray  # per candidate
+    probability: np.ndarray  # per candidate
+    p_none: np.ndarray  # per customer
+    rank: np.ndarray  # per candidate: 1.. in the chosen set, 0 not chosen
+    none_chosen: np.ndarray  # per customer
 
 
-def _predict_block(
-    model: ReorderModel | FrequencyModel,
-    candidates: pd.DataFrame,
-    name_of: dict,
-    as_of_day: int,
-    settings: ReorderSettings,
-) -> pd.DataFrame:
+def score_candidates(
+    model: ReorderModel | FrequencyModel, candidates: pd.DataFrame, settings: ReorderSettings
+) -> ScoredBlock:
+    """The model's probabilities for ``candidates`` and every customer's expected-F1 set."""
     users, rows = np.unique(candidates["user_id"].to_numpy(np.int64), return_inverse=True)
     probability = model.probability(candidates)
     p_none = model.p_none(candidates, probability, rows, len(users))
     rank, per_user = choose_sets(rows, probability, len(users), settings.max_items, p_none)
+    return ScoredBlock(candidates, users, rows, probability, p_none, rank, per_user["none_chosen"].to_numpy())
+
+
+def map_blocks(
+    work: Callable[[np.ndarray], T], customers: np.ndarray, settings: ReorderSettings
+) -> Iterator[tuple[np.ndarray, T]]:
+    """``work`` on each block of ``settings.block_users`` customers, ``settings.threads`` blocks at a
+    time (:func:`basket_insights.blocks.map_ahead`); yields each block's customers and result, in order."""
+    return map_ahead(work, blocks_of(customers, settings.block_users), settings.threads)
+
+
+def _buy_again_rows(block: ScoredBlock, names: pd.Series, as_of_day: int) -> pd.DataFrame:
+    candidates, users, probability, rank, p_none = (
+        block.candidates,
+        block.users,
+        block.probability,
+        block.rank,
+        block.p_none,
+    )
     picked = rank > 0
     chosen = candidates.loc[
         picked, ["user_id", "product_id", "up_times", "user_orders", "up_mean_interval", "last_day"]
@@ -123,13 +187,13 @@ def _predict_block(
             "user_id": chosen["user_id"].to_numpy(np.int64),
             "rank": rank[picked].astype(np.int16),
             "product_id": pd.array(chosen["product_id"].to_numpy(np.int64), dtype="Int64"),
-            "product_name": [str(name_of.get(p, "")) for p in chosen["product_id"].tolist()],
+            "product_name": names.reindex(chosen["product_id"].to_numpy()).fillna("").to_numpy(object),
             "probability": probability[picked],
             "chosen": True,
             "reason": reasons(chosen, as_of_day),
         }
     )
-    none_chosen = per_user["none_chosen"].to_numpy()
+    none_chosen = block.none_chosen
     nothing = pd.DataFrame(
         {
             "user_id": users,
@@ -165,24 +229,25 @@ def predict_buy_again(
     """
     started = time.monotonic()
     lines = history.lines
-    _, orders = orders_from_last(lines)
     users = lines["user_id"].to_numpy(np.int64)
+    customers = customers_with_orders(users, lines["order_id"].to_numpy(np.int64), 2)
     stats = product_stats(history)
-    customers = np.unique(users[orders >= 2])
-    name_of = names.to_dict()
-    parts, chosen, with_none = [], 0, 0
-    for first in range(0, len(customers), settings.block_users):
-        block = customers[first : first + settings.block_users]
+
+    def predict(block: np.ndarray) -> tuple[int, pd.DataFrame]:
         candidates = reorder_candidates(History(lines[customers_mask(users, block)]), stats)
-        part = _predict_block(model, candidates, name_of, as_of_day, settings)
+        return len(candidates), _buy_again_rows(score_candidates(model, candidates, settings), names, as_of_day)
+
+    parts, done, chosen, with_none = [], 0, 0, 0
+    for block, (n_candidates, part) in map_blocks(predict, customers, settings):
+        done += len(block)
         chosen += int((part["rank"] > 0).sum())
         with_none += int(part.loc[part["rank"] == 0, "chosen"].sum())
         parts.append(part)
         log.info(
             "buy-again: %d/%d customers, %d candidates in the block, %d products chosen (%.1f s)",
-            first + len(block),
+            done,
             len(customers),
-            len(candidates),
+            n_candidates,
             chosen,
             time.monotonic() - started,
         )

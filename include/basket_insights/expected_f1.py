@@ -100,14 +100,26 @@ def choose_sets(
     """
     rows = np.asarray(rows, dtype=np.int64)
     probability = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0 - 1e-12)
+    if p_none is None:
+        p_none = np.exp(np.bincount(rows, weights=np.log1p(-probability), minlength=n_rows))
+    p_none = np.asarray(p_none, dtype=np.float64)
+    # customers in blocks of alike candidate counts: a block's table is as wide as its widest customer
+    by_count = np.argsort(np.minimum(np.bincount(rows, minlength=n_rows), max_items), kind="stable")
+    place_of = np.empty(n_rows, dtype=np.int64)
+    place_of[by_count] = np.arange(n_rows)
+    rank, chosen = _choose_sorted(place_of[rows], probability, n_rows, max_items, p_none[by_count], block)
+    per_user = pd.DataFrame({name: values[place_of] for name, values in chosen.items()})
+    return rank, per_user
+
+
+def _choose_sorted(
+    rows: np.ndarray, probability: np.ndarray, n_rows: int, max_items: int, p_none: np.ndarray, block: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     order = np.lexsort((-probability, rows))
     sorted_rows = rows[order]
     counts = np.bincount(rows, minlength=n_rows)
     starts = np.r_[0, np.cumsum(counts)[:-1]]
     place = np.arange(len(rows)) - starts[sorted_rows]
-    if p_none is None:
-        p_none = np.exp(np.bincount(rows, weights=np.log1p(-probability), minlength=n_rows))
-    p_none = np.asarray(p_none, dtype=np.float64)
     k_best = np.zeros(n_rows, dtype=np.int64)
     none_best = np.ones(n_rows, dtype=bool)
     value = p_none.copy()  # k = 0 with None: the only non-empty choice of a customer with no candidates
@@ -135,5 +147,4 @@ def choose_sets(
     rank = np.zeros(len(rows), dtype=np.int16)
     picked = place < k_best[sorted_rows]
     rank[order[picked]] = place[picked] + 1
-    per_user = pd.DataFrame({"p_none": p_none, "none_chosen": none_best, "chosen": k_best, "expected_f1": value})
-    return rank, per_user
+    return rank, {"p_none": p_none, "none_chosen": none_best, "chosen": k_best, "expected_f1": value}

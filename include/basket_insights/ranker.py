@@ -14,8 +14,9 @@ noise). Every setting is regularised (a minimum of rows per leaf, L2 on the leaf
 monotone constraints on the sources' scores, :data:`MONOTONE`): a few thousand positive rows are
 all a small shop has. Deterministic for ``seed``.
 
-scikit-learn's ``HistGradientBoostingClassifier`` handles the missing values that mark "this
-source did not nominate the product" natively, and needs no extra dependency.
+The model is LightGBM's (:mod:`basket_insights.boosting`): it handles the missing values that
+mark "this source did not nominate the product", the categorical segment and the monotone
+constraints natively.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from basket_insights.boosting import fit_boosted, trees_used
 from basket_insights.candidates import FEATURES
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class RankerSettings:
 
 @dataclass
 class Ranker:
-    model: object  # a fitted HistGradientBoostingClassifier
+    model: object  # a fitted lightgbm.LGBMClassifier (basket_insights.boosting)
     features: list[str]
     params: dict
     validation: list[dict] = field(default_factory=list)  # one row per grid setting
@@ -131,8 +133,6 @@ def fit_ranker(
     ``relevant`` maps each customer row to the number of new products of their label order (candidates
     or not: a product no source nominated is a miss that recall must count).
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     rows = frame["row"].to_numpy(np.int64)
     customers = np.unique(rows)
     rng = np.random.default_rng(settings.seed)
@@ -145,29 +145,30 @@ def fit_ranker(
     train, val = ~is_validation, is_validation
     if y[train].min(initial=1) == y[train].max(initial=0) or not val.any():
         raise ValueError("the ranker needs positive and negative candidates and validation customers")
-    categorical = np.array([f == "segment" for f in features])
+    categorical = [i for i, f in enumerate(features) if f == "segment"]
     results, best = [], None
     val_relevant = relevant[relevant.index.isin(customers[validation])]
     for leaves, min_leaf, monotone in settings.grid:
-        model = HistGradientBoostingClassifier(
+        model = fit_boosted(
+            x[train],
+            y[train],
+            x[val],
+            y[val],
+            leaves=leaves,
+            min_rows_per_leaf=min_leaf,
             learning_rate=settings.learning_rate,
-            max_leaf_nodes=leaves,
-            min_samples_leaf=min_leaf,
             l2_regularization=settings.l2_regularization,
-            max_iter=settings.max_iter,
-            monotonic_cst=[MONOTONE.get(f, 0) for f in features] if monotone else None,
-            early_stopping=True,
-            n_iter_no_change=20,
-            categorical_features=categorical if categorical.any() and frame["segment"].max() < 255 else None,
-            random_state=settings.seed,
+            max_trees=settings.max_iter,
+            seed=settings.seed,
+            monotone=[MONOTONE.get(f, 0) for f in features] if monotone else None,
+            categorical=categorical,
         )
-        model.fit(x[train], y[train], X_val=x[val], y_val=y[val])
         recall = top_k_recall(rows[val], model.predict_proba(x[val])[:, 1], y[val], val_relevant, k)
         row = {
             "max_leaf_nodes": leaves,
             "min_samples_leaf": min_leaf,
             "monotone": monotone,
-            "trees": int(model.n_iter_),
+            "trees": trees_used(model),
             "validation_recall": recall,
         }
         results.append(row)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from basket_insights import item_model
+from basket_insights.blocks import blocks_of, map_ahead
 from basket_insights.candidates import CandidateSettings, Evidence, ProductGroups, candidate_features, gather_evidence
 from basket_insights.features import History
 from basket_insights.ranker import PopularityRanker, Ranker, RankerSettings, SourceRanker, fit_ranker
@@ -49,13 +50,15 @@ RECOMMENDATION_COLUMNS = ["user_id", "rank", "product_id", "product_name", "scor
 
 @dataclass(frozen=True)
 class RecommenderSettings:
-    """``item_products``: N of the item model (docs/rules.md); ``l2_users``: label customers scoring each λ."""
+    """``item_products``: N of the item model (docs/rules.md); ``l2_users``: label customers scoring each λ;
+    ``block_users``: customers scored at a time, ``threads`` blocks at once."""
 
     k: int = 10
     item_products: int = 3000
     candidates: CandidateSettings = field(default_factory=CandidateSettings)
     ranker: RankerSettings = field(default_factory=RankerSettings)
     block_users: int = 10_000
+    threads: int = 2
     l2_users: int = 2_000
 
 
@@ -68,11 +71,6 @@ class FittedRecommender:
     item_products: int
     l2_validation: list[dict]
     training: dict
-
-
-def _blocks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
 
 
 def top_k(frame: pd.DataFrame, score: np.ndarray, k: int) -> pd.DataFrame:
@@ -156,7 +154,7 @@ def fit_recommender(
     )
 
     frames = []
-    for block in _blocks(customers, settings.block_users):
+    for block in blocks_of(customers, settings.block_users):
         frames.append(candidate_features(ev, block, settings.candidates))
     frame = pd.concat(frames, ignore_index=True)
     y = _labels(frame, label_keys, up.n_products)
@@ -231,9 +229,14 @@ def scored_blocks(
     candidate_settings = replace(settings.candidates, popular=max(settings.candidates.popular, settings.k))
     rows = np.sort(rows)
     started, done, candidates = time.monotonic(), 0, 0
-    for block in _blocks(rows, settings.block_users):
+
+    def score(block: np.ndarray) -> pd.DataFrame:
         frame = candidate_features(ev, block, candidate_settings)
         frame["ranker_score"] = fitted.ranker.score(frame)
+        return frame
+
+    # the next blocks are scored while the caller works on this one (basket_insights.blocks)
+    for block, frame in map_ahead(score, blocks_of(rows, settings.block_users), settings.threads):
         done, candidates = done + len(block), candidates + len(frame)
         log.info(
             "scored %d/%d customers, %d candidates (%.1f s)", done, len(rows), candidates, time.monotonic() - started

@@ -28,9 +28,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from basket_insights.buy_again import customers_mask
+from basket_insights.buy_again import customers_mask, map_blocks, score_candidates
 from basket_insights.evaluation import EvaluationSettings, bootstrap_means
-from basket_insights.expected_f1 import basket_f1, choose_sets
+from basket_insights.expected_f1 import basket_f1
 from basket_insights.features import History
 from basket_insights.reorder_features import label_candidates, orders_from_last, product_stats, reorder_candidates
 from basket_insights.reorder_model import FrequencyModel, ReorderModel, ReorderSettings
@@ -51,13 +51,17 @@ def evaluate_buy_again(
     model: ReorderModel | FrequencyModel,
     settings: ReorderSettings,
     evaluation: EvaluationSettings | None = None,
+    positions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per method of :data:`METHODS`: ``users_evaluated, mean_f1, f1_low, f1_high, mean_set_size,
-    threshold`` and the paired difference to the best baseline (``baseline, f1_vs_baseline, *_low, *_high``)."""
+    threshold`` and the paired difference to the best baseline (``baseline, f1_vs_baseline, *_low, *_high``).
+
+    ``positions``: :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the
+    caller has it."""
     evaluation = evaluation or EvaluationSettings()
     started = time.monotonic()
     lines = history.lines
-    from_last, orders = orders_from_last(lines)
+    from_last, orders = positions if positions is not None else orders_from_last(lines)
     user_ids = lines["user_id"].to_numpy(np.int64)
     held = (from_last == 0) & (orders >= 2)
     customers = np.unique(user_ids[held])
@@ -66,31 +70,38 @@ def evaluate_buy_again(
         customers = np.sort(rng.choice(customers, evaluation.customers, replace=False))
     scored = customers_mask(user_ids, customers)
     # the product features count every customer's earlier orders, as in training
-    earlier = History(lines[~held & scored])
-    candidates = reorder_candidates(earlier, product_stats(history, keep=~held))
-    del earlier
+    stats = product_stats(history, keep=~held)
     held_lines = lines.loc[held & scored, ["user_id", "product_id"]]
-    users, rows = np.unique(candidates["user_id"].to_numpy(np.int64), return_inverse=True)
-    bought = label_candidates(candidates, held_lines).astype(bool)
-    n = len(users)
-    f1 = {}
-    probability = model.probability(candidates)
-    p_none = model.p_none(candidates, probability, rows, n)
-    rank, per_user = choose_sets(rows, probability, n, settings.max_items, p_none)
-    f1["buy_again_model"] = basket_f1(rows, rank > 0, bought, per_user["none_chosen"].to_numpy(), n)
-    sizes = {"buy_again_model": float(((rank > 0).sum() + per_user["none_chosen"].sum()) / max(n, 1))}
-    share = candidates["up_share"].to_numpy()
-    by_threshold = {}
-    for t in THRESHOLDS:
-        chosen = share >= t - 1e-9
-        none = np.bincount(rows, weights=chosen, minlength=n) == 0
-        by_threshold[t] = (basket_f1(rows, chosen, bought, none, n), chosen.sum() + none.sum())
-    best_t = max(THRESHOLDS, key=lambda t: by_threshold[t][0].mean() if n else 0.0)
-    f1["frequency_threshold"], size = by_threshold[best_t]
-    sizes["frequency_threshold"] = float(size / max(n, 1))
-    last = candidates["up_orders_since"].to_numpy() == 0
-    f1["last_order"] = basket_f1(rows, last, bought, np.zeros(n, bool), n)
-    sizes["last_order"] = float(last.sum() / max(n, 1))
+
+    def judge(block: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        candidates = reorder_candidates(History(lines[customers_mask(user_ids, block) & ~held]), stats)
+        scored_block = score_candidates(model, candidates, settings)
+        rows, n = scored_block.rows, len(scored_block.users)
+        bought = label_candidates(candidates, held_lines).astype(bool)
+        picked = scored_block.rank > 0
+        f1 = {"buy_again_model": basket_f1(rows, picked, bought, scored_block.none_chosen, n)}
+        size = {"buy_again_model": int(picked.sum() + scored_block.none_chosen.sum())}
+        share = candidates["up_share"].to_numpy()
+        for t in THRESHOLDS:
+            chosen = share >= t - 1e-9
+            none = np.bincount(rows, weights=chosen, minlength=n) == 0
+            f1[t], size[t] = basket_f1(rows, chosen, bought, none, n), int(chosen.sum() + none.sum())
+        last = candidates["up_orders_since"].to_numpy() == 0
+        f1["last_order"] = basket_f1(rows, last, bought, np.zeros(n, bool), n)
+        size["last_order"] = int(last.sum())
+        return f1, size
+
+    judged = [result for _, result in map_blocks(judge, customers, settings)]
+    n = len(customers)
+    methods = ["buy_again_model", *THRESHOLDS, "last_order"]
+    f1_all = {m: np.concatenate([f1[m] for f1, _ in judged]) if judged else np.zeros(0) for m in methods}
+    size_all = {m: sum(size[m] for _, size in judged) / max(n, 1) for m in methods}
+    best_t = max(THRESHOLDS, key=lambda t: f1_all[t].mean() if n else 0.0)
+    f1 = {m: f1_all[m] for m in ("buy_again_model", best_t, "last_order")}
+    f1["frequency_threshold"] = f1.pop(best_t)
+    f1 = {m: f1[m] for m in METHODS}
+    sizes = {"buy_again_model": size_all["buy_again_model"], "frequency_threshold": size_all[best_t]}
+    sizes["last_order"] = size_all["last_order"]
     table = _score_table(f1, sizes, evaluation)
     table.loc[table["method"] == "frequency_threshold", "threshold"] = best_t
     log.info(

@@ -5,13 +5,13 @@ customer's last order gives the candidates and their features
 (:func:`basket_insights.reorder_features.reorder_candidates`), that last order the labels (a
 candidate is positive when the order held it again). Customers are split into a training and a
 validation part (``validation_share``, by customer); each setting of :attr:`ReorderSettings.grid`
-is fitted on the training part with early stopping on the validation part's log loss, and the one
-whose expected-F1 sets (:func:`basket_insights.expected_f1.choose_sets`) score the best mean F1 on
-the validation customers' real next orders is kept. The features' permutation importances (drop in
-log loss on validation rows when a feature is shuffled) are kept for the evaluation and people.
-
-scikit-learn's ``HistGradientBoostingClassifier``: missing values natively, no extra dependency.
-Deterministic for ``seed``.
+is fitted on the training part with early stopping on the validation part's log loss
+(:func:`basket_insights.boosting.fit_boosted`), and each is judged by the mean F1 its expected-F1
+sets (:func:`basket_insights.expected_f1.choose_sets`) score on the validation customers' real
+next orders. The cheapest setting to score (trees × log2 leaves) within one standard error of the best
+mean F1 is kept (:func:`cheapest_within_noise`): every customer of the history is scored with it.
+The features' permutation importances (drop in log loss on validation rows when a feature is
+shuffled) are kept for the evaluation and people. Deterministic for ``seed``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from basket_insights.boosting import fit_boosted, trees_used
 from basket_insights.expected_f1 import basket_f1, choose_sets
 from basket_insights.reorder_features import FEATURES
 
@@ -40,7 +41,7 @@ class ReorderSettings:
     (leaves per tree, minimum rows per leaf) settings tried; ``max_iter`` bounds the trees (early
     stopping on the validation loss picks the number); ``max_items``: products per customer the
     expected-F1 search looks at; ``importance_rows``: validation rows the importances are measured on;
-    ``block_users``: customers scored at a time."""
+    ``block_users``: customers scored at a time, ``threads`` blocks at once."""
 
     train_users: int = 20_000
     validation_share: float = 0.25
@@ -49,8 +50,9 @@ class ReorderSettings:
     l2_regularization: float = 1.0
     max_iter: int = 300
     max_items: int = 80
-    importance_rows: int = 50_000
+    importance_rows: int = 20_000
     block_users: int = 25_000
+    threads: int = 2
     seed: int = 0
 
 
@@ -87,7 +89,7 @@ def customer_summary(candidates: pd.DataFrame, probability: np.ndarray, rows: np
 class ReorderModel:
     """A fitted classifier, the model of the chance of no reorder, and what their fitting measured."""
 
-    model: object  # a fitted HistGradientBoostingClassifier
+    model: object  # a fitted lightgbm.LGBMClassifier (basket_insights.boosting)
     features: list[str]
     params: dict
     validation: list[dict] = field(default_factory=list)  # one row per grid setting
@@ -127,13 +129,28 @@ class FrequencyModel:
         return np.exp(np.bincount(rows, weights=np.log1p(-np.clip(probability, 0, 1 - 1e-9)), minlength=n_rows))
 
 
-def mean_f1(
+def customer_f1(
     rows: np.ndarray, probability: np.ndarray, labels: np.ndarray, max_items: int, p_none: np.ndarray | None = None
-) -> float:
-    """Mean F1 over the customers ``rows`` of their expected-F1 sets against ``labels``."""
+) -> np.ndarray:
+    """Per customer of ``rows`` (in the order of ``np.unique(rows)``): the F1 of their expected-F1 set
+    against ``labels``."""
     codes, dense = np.unique(rows, return_inverse=True)
     rank, per_user = choose_sets(dense, probability, len(codes), max_items, p_none)
-    return float(basket_f1(dense, rank > 0, labels, per_user["none_chosen"].to_numpy(), len(codes)).mean())
+    return basket_f1(dense, rank > 0, labels, per_user["none_chosen"].to_numpy(), len(codes))
+
+
+def cheapest_within_noise(f1: list[np.ndarray], cost: list[float]) -> int:
+    """The index of the cheapest setting whose mean F1 is within one standard error of the best's
+    (the paired difference over the same customers): a costlier model is kept only for a gain the
+    validation customers can tell from noise (the "one standard error" rule of model selection)."""
+    means = [float(v.mean()) for v in f1]
+    best = int(np.argmax(means))
+    level = []
+    for v in f1:
+        diff = f1[best] - v
+        level.append(means[best] - float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else means[best])
+    close = [i for i in range(len(f1)) if means[i] >= level[i]]
+    return min(close, key=lambda i: (cost[i], -means[i]))
 
 
 def fit_none_model(
@@ -169,22 +186,17 @@ def fit_none_model(
 
 
 def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: ReorderSettings) -> ReorderModel:
-    """Fit the grid on ``candidates`` (:data:`FEATURES` and ``row``) with 0/1 ``labels``; keep the best.
+    """Fit the grid on ``candidates`` (:data:`FEATURES` and ``row``) with 0/1 ``labels``; keep the cheapest of the best.
 
     Raises :class:`NothingToLearn` when there is nothing to learn from: no positive or no negative
     candidate among the training customers, or no validation customer.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.inspection import permutation_importance
 
     started = time.monotonic()
     rows = candidates["row"].to_numpy(np.int64)
     customers = np.unique(rows)
     rng = np.random.default_rng(settings.seed)
-    if len(customers) > settings.train_users:
-        customers = np.sort(rng.choice(customers, settings.train_users, replace=False))
-        sampled = np.isin(rows, customers)
-        candidates, labels, rows = candidates[sampled], np.asarray(labels)[sampled], rows[sampled]
     validation = rng.random(len(customers)) < settings.validation_share
     val = np.isin(rows, customers[validation])
     train = ~val
@@ -196,26 +208,36 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
     if not features:
         raise NothingToLearn("no buy-again feature varies over the candidates")
     x = candidates[features].to_numpy(np.float32)
-    results, best = [], None
+    results, models, scores = [], [], []
     for leaves, min_leaf in settings.grid:
-        model = HistGradientBoostingClassifier(
+        model = fit_boosted(
+            x[train],
+            y[train],
+            x[val],
+            y[val],
+            leaves=leaves,
+            min_rows_per_leaf=min_leaf,
             learning_rate=settings.learning_rate,
-            max_leaf_nodes=leaves,
-            min_samples_leaf=min_leaf,
             l2_regularization=settings.l2_regularization,
-            max_iter=settings.max_iter,
-            early_stopping=True,
-            n_iter_no_change=20,
-            random_state=settings.seed,
+            max_trees=settings.max_iter,
+            seed=settings.seed,
         )
-        model.fit(x[train], y[train], X_val=x[val], y_val=y[val])
-        f1 = mean_f1(rows[val], model.predict_proba(x[val])[:, 1], y[val], settings.max_items)
-        row = {"max_leaf_nodes": leaves, "min_samples_leaf": min_leaf, "trees": int(model.n_iter_), "validation_f1": f1}
+        f1 = customer_f1(rows[val], model.predict_proba(x[val])[:, 1], y[val], settings.max_items)
+        row = {
+            "max_leaf_nodes": leaves,
+            "min_samples_leaf": min_leaf,
+            "trees": trees_used(model),
+            "validation_f1": float(f1.mean()),
+        }
         results.append(row)
+        models.append(model)
+        scores.append(f1)
         log.info("buy-again model: %s (%.1f s)", row, time.monotonic() - started)
-        if best is None or f1 > best[0]:
-            best = (f1, model, row)
-    _, model, params = best
+    # the scoring cost of a model: its trees times the length of a path through one (the depth of a
+    # balanced tree of that many leaves)
+    cost = [r["trees"] * np.log2(r["max_leaf_nodes"]) for r in results]
+    kept = cheapest_within_noise(scores, cost)
+    model, params = models[kept], results[kept]
     validation_probability = model.predict_proba(x[val])[:, 1]
     none_model, none_fit = fit_none_model(candidates[val], validation_probability, y[val], settings.seed)
     params = params | {"none_model": none_fit}

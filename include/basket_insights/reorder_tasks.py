@@ -33,6 +33,7 @@ from basket_insights.features import History
 from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 from basket_insights.reorder_evaluation import evaluate_buy_again
+from basket_insights.reorder_features import orders_from_last
 from basket_insights.reorder_model import ReorderModel, ReorderSettings
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
     history = load_reorder_history(lake, ds)
     rows_in = len(history.lines)
     log.info("predict_reorders ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
-    model = fit_buy_again(history, settings, skip=1)
+    positions = orders_from_last(history.lines)  # the fit and the evaluation split on it
+    model = fit_buy_again(history, settings, skip=1, positions=positions)
     described = describe_model(model)
     lake.write_files(
         "silver",
@@ -115,8 +117,10 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
     predictions.insert(0, "ds", ds)
     lake.write_table("gold", "buy_again", ds, pa.Table.from_pandas(predictions, preserve_index=False), run_id=run_id)
     log.info("predict_reorders ds=%s: %d rows of buy_again (%.1f s)", ds, len(predictions), time.monotonic() - started)
-    table = evaluate_buy_again(history, model, settings)
-    del history
+    rows_out, customers = len(predictions), int((predictions["rank"] == 0).sum())
+    del predictions  # its reasons are a large part of the task's memory; the evaluation needs its own
+    table = evaluate_buy_again(history, model, settings, positions=positions)
+    del history, positions
     table.insert(0, "ds", ds)
     lake.write_table(
         "gold", "buy_again_evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id
@@ -127,6 +131,5 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
         "gold", "buy_again_importances", ds, pa.Table.from_pandas(importances, preserve_index=False), run_id=run_id
     )
     f1 = {row["method"]: round(row["mean_f1"], 4) for row in table.to_dict("records")}
-    customers = int((predictions["rank"] == 0).sum())
     log.info("predict_reorders ds=%s: mean F1 %s (%.1f s)", ds, f1, time.monotonic() - started)
-    return {"rows_in": rows_in, "rows_out": len(predictions), "customers": customers, **f1}
+    return {"rows_in": rows_in, "rows_out": rows_out, "customers": customers, **f1}
