@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -159,3 +160,11 @@ def test_reasons_read_naturally() -> None:
         "you bought this in every one of your 5 orders, about every day; last bought today",
         "you buy this in 3 of your 9 orders, about every day; last bought 22 days ago",
     ]
+
+
+def test_scoring_in_small_blocks_and_threads_changes_nothing(world) -> None:
+    history, _, model, names = world
+    as_of = int(history.lines["day"].max())
+    one = predict_buy_again(model, history, names, as_of, SETTINGS)
+    blocks = predict_buy_again(model, history, names, as_of, replace(SETTINGS, block_users=97, threads=3))
+    pd.testing.assert_frame_equal(one, blocks)
