@@ -51,7 +51,7 @@ class ReorderSettings:
     max_iter: int = 300
     max_items: int = 80
     importance_rows: int = 20_000
-    block_users: int = 25_000
+    block_users: int = 15_000
     threads: int = 2
     seed: int = 0
 
