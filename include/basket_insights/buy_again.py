@@ -171,13 +171,8 @@ def map_blocks(
 
 
 def _buy_again_rows(block: ScoredBlock, names: pd.Series, as_of_day: int) -> pd.DataFrame:
-    candidates, users, probability, rank, p_none = (
-        block.candidates,
-        block.users,
-        block.probability,
-        block.rank,
-        block.p_none,
-    )
+    candidates, probability, rank = block.candidates, block.probability, block.rank
+    users, p_none, none_chosen = block.users, block.p_none, block.none_chosen
     picked = rank > 0
     chosen = candidates.loc[
         picked, ["user_id", "product_id", "up_times", "user_orders", "up_mean_interval", "last_day"]
@@ -193,7 +188,6 @@ def _buy_again_rows(block: ScoredBlock, names: pd.Series, as_of_day: int) -> pd.
             "reason": reasons(chosen, as_of_day),
         }
     )
-    none_chosen = block.none_chosen
     nothing = pd.DataFrame(
         {
             "user_id": users,

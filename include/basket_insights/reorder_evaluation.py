@@ -97,11 +97,10 @@ def evaluate_buy_again(
     f1_all = {m: np.concatenate([f1[m] for f1, _ in judged]) if judged else np.zeros(0) for m in methods}
     size_all = {m: sum(size[m] for _, size in judged) / max(n, 1) for m in methods}
     best_t = max(THRESHOLDS, key=lambda t: f1_all[t].mean() if n else 0.0)
-    f1 = {m: f1_all[m] for m in ("buy_again_model", best_t, "last_order")}
-    f1["frequency_threshold"] = f1.pop(best_t)
-    f1 = {m: f1[m] for m in METHODS}
-    sizes = {"buy_again_model": size_all["buy_again_model"], "frequency_threshold": size_all[best_t]}
-    sizes["last_order"] = size_all["last_order"]
+    # each method of METHODS, the frequency threshold at its best t
+    source = {"buy_again_model": "buy_again_model", "frequency_threshold": best_t, "last_order": "last_order"}
+    f1 = {method: f1_all[key] for method, key in source.items()}
+    sizes = {method: size_all[key] for method, key in source.items()}
     table = _score_table(f1, sizes, evaluation)
     table.loc[table["method"] == "frequency_threshold", "threshold"] = best_t
     log.info(
