@@ -170,3 +170,13 @@ def test_env_example_holds_placeholders_only() -> None:
         assert values[key].startswith("change-me"), key
     ignored = subprocess.run(["git", "check-ignore", ".env"], cwd=REPO, capture_output=True, text=True)
     assert ignored.returncode == 0, ".env must be git-ignored"
+
+
+def test_the_image_installs_the_openmp_runtime_lightgbm_links() -> None:
+    import lightgbm
+
+    library = Path(lightgbm.__file__).parent / "lib" / "lib_lightgbm.so"
+    linked = subprocess.run(["ldd", str(library)], capture_output=True, text=True, check=True).stdout
+    # the official Airflow image is a slim Debian: a system library a wheel links must be installed
+    assert "libgomp.so.1" in linked
+    assert "libgomp1" in (REPO / "Dockerfile").read_text()
