@@ -18,6 +18,7 @@ mode, row-wise histograms).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -25,18 +26,24 @@ import numpy as np
 PATIENCE = 20
 
 
+class BoostingSettings(Protocol):
+    """What :func:`fit_boosted` takes from a model's settings (``RankerSettings``, ``ReorderSettings``)."""
+
+    learning_rate: float
+    l2_regularization: float
+    max_iter: int  # bounds the trees; early stopping picks the number
+    seed: int
+
+
 def fit_boosted(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
+    settings: BoostingSettings,
     *,
     leaves: int,
     min_rows_per_leaf: int,
-    learning_rate: float,
-    l2_regularization: float,
-    max_trees: int,
-    seed: int,
     monotone: Sequence[int] | None = None,
     categorical: Sequence[int] = (),
 ) -> object:
@@ -48,13 +55,13 @@ def fit_boosted(
     import lightgbm
 
     model = lightgbm.LGBMClassifier(
-        n_estimators=max_trees,
-        learning_rate=learning_rate,
+        n_estimators=settings.max_iter,
+        learning_rate=settings.learning_rate,
         num_leaves=leaves,
         min_child_samples=min_rows_per_leaf,
-        reg_lambda=l2_regularization,
+        reg_lambda=settings.l2_regularization,
         monotone_constraints=list(monotone) if monotone is not None else None,
-        random_state=seed,
+        random_state=settings.seed,
         deterministic=True,
         force_row_wise=True,
         verbose=-1,

@@ -110,11 +110,12 @@ def reasons(candidates: pd.DataFrame, as_of_day: int) -> np.ndarray:
     """
     text = np.dtypes.StringDType()
     times = candidates["up_times"].to_numpy().astype(np.int64)
-    orders = candidates["user_orders"].to_numpy().astype(np.int64).astype(text)
+    order_count = candidates["user_orders"].to_numpy().astype(np.int64)
+    orders = order_count.astype(text)
     interval = candidates["up_mean_interval"].to_numpy(np.float64)
     ago = as_of_day - candidates["last_day"].to_numpy().astype(np.int64)
     often = np.where(
-        times == candidates["user_orders"].to_numpy().astype(np.int64),
+        times == order_count,
         np.strings.add("you bought this in every one of your ", orders),
         np.where(
             times == 1,

@@ -154,12 +154,9 @@ def fit_ranker(
             y[train],
             x[val],
             y[val],
+            settings,
             leaves=leaves,
             min_rows_per_leaf=min_leaf,
-            learning_rate=settings.learning_rate,
-            l2_regularization=settings.l2_regularization,
-            max_trees=settings.max_iter,
-            seed=settings.seed,
             monotone=[MONOTONE.get(f, 0) for f in features] if monotone else None,
             categorical=categorical,
         )

@@ -215,12 +215,9 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
             y[train],
             x[val],
             y[val],
+            settings,
             leaves=leaves,
             min_rows_per_leaf=min_leaf,
-            learning_rate=settings.learning_rate,
-            l2_regularization=settings.l2_regularization,
-            max_trees=settings.max_iter,
-            seed=settings.seed,
         )
         f1 = customer_f1(rows[val], model.predict_proba(x[val])[:, 1], y[val], settings.max_items)
         row = {
