@@ -157,9 +157,9 @@ def score_candidates(
 ) -> ScoredBlock:
     """The model's probabilities for ``candidates`` and every customer's expected-F1 set."""
     users, rows = np.unique(candidates["user_id"].to_numpy(np.int64), return_inverse=True)
-    probability = model.probability(candidates)
+    probability, passed = model.screened_probability(candidates)
     p_none = model.p_none(candidates, probability, rows, len(users))
-    rank, per_user = choose_sets(rows, probability, len(users), settings.max_items, p_none)
+    rank, per_user = choose_sets(rows, probability, len(users), settings.max_items, p_none, eligible=passed)
     return ScoredBlock(candidates, users, rows, probability, p_none, rank, per_user["none_chosen"].to_numpy())
 
 

@@ -18,7 +18,8 @@ approaches", ICML 2012), so only ``k`` and whether to add ``None`` are searched,
 (``h_{k-1}(s) = (1 - p_k) h_k(s) + p_k h_k(s + 1)``), so every ``k`` of a customer costs
 ``O(n²)`` together, vectorised over a block of customers. The search runs over each customer's
 ``max_items`` most probable products (the products past them, at full scale all below a few
-per cent, are never chosen and are left out of ``B``). ``P(nothing)`` is the product of
+per cent, are never chosen: their reorders enter ``B`` as a Poisson count of the same mean, the
+sum of their probabilities, instead of one by one). ``P(nothing)`` is the product of
 ``1 - p`` over all of them, or a model's estimate (:mod:`basket_insights.reorder_model` fits one:
 independence underestimates it, since one customer's products are not independent).
 """
@@ -49,12 +50,27 @@ def basket_f1(
     return np.where(size > 0, 2 * hits / np.maximum(size, 1), 0.0)
 
 
-def expected_f1_table(probabilities: np.ndarray, p_nothing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tail_reciprocal(s: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """(customers, len(s)): ``E[1 / (s + T)]`` (0 where ``s + T`` is 0) for ``T`` ~ Poisson(``tail``)."""
+    from scipy.stats import poisson
+
+    top = float(tail.max(initial=0.0))
+    counts = np.arange(int(np.ceil(top + 8 * np.sqrt(top))) + (10 if top > 0 else 1))
+    pmf = poisson.pmf(counts[None, :], tail[:, None])  # (customers, counts)
+    total = s[:, None] + counts[None, :]
+    reciprocal = np.divide(1.0, total, out=np.zeros(total.shape), where=total > 0)
+    return pmf @ reciprocal.T
+
+
+def expected_f1_table(
+    probabilities: np.ndarray, p_nothing: np.ndarray, tail: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact expected F1 of every top-``k`` choice, without and with ``None``.
 
     ``probabilities``: (customers, n), each row sorted in decreasing order (pad with 0);
-    ``p_nothing``: (customers,) the chance of no reorder. Returns two (customers, n + 1) arrays,
-    column ``k`` the expected F1 of the top ``k`` products without / with ``None``
+    ``p_nothing``: (customers,) the chance of no reorder; ``tail``: (customers,) the expected reorders
+    among products left out of the table (by default none), counted as a Poisson number. Returns two
+    (customers, n + 1) arrays, column ``k`` the expected F1 of the top ``k`` products without / with ``None``
     (``k = 0`` without ``None`` is the empty prediction: 0).
     """
     p = np.asarray(probabilities, dtype=np.float64)
@@ -68,8 +84,7 @@ def expected_f1_table(probabilities: np.ndarray, p_nothing: np.ndarray) -> tuple
         step[:, 1:] += prefix[-1] * pk
         prefix.append(step)
     # h[:, s] = E[1 / (s + B)] for B the reorders past the top k; starts with B = 0 (k = n)
-    s = np.arange(2 * n + 2, dtype=np.float64)
-    h = np.broadcast_to(np.divide(1.0, s, out=np.zeros_like(s), where=s > 0), (users, len(s))).copy()
+    h = _tail_reciprocal(np.arange(2 * n + 2), np.zeros(users) if tail is None else np.asarray(tail, np.float64))
     without, with_none = np.zeros((users, n + 1)), np.zeros((users, n + 1))
     a = np.arange(n + 1)
     for k in range(n, -1, -1):
@@ -89,31 +104,50 @@ def choose_sets(
     max_items: int = 80,
     p_none: np.ndarray | None = None,
     block: int = 2048,
+    eligible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """The expected-F1-optimal set of every customer (see the module docstring).
 
     ``rows``: each candidate's customer row (``0..n_rows-1``), ``probability``: its chance of being
     reordered; ``p_none``: each customer's chance of reordering nothing, when a model estimates it
-    (by default the independent product of ``1 - p``). Returns ``rank`` per candidate (1.. within
-    the chosen set, 0 when not chosen) and one row per customer row: ``p_none``, ``none_chosen``,
-    ``chosen`` (products chosen) and ``expected_f1``.
+    (by default the independent product of ``1 - p`` over every candidate); ``eligible``: the
+    candidates the search looks at (by default all; the others are never chosen, as if past
+    ``max_items``: :mod:`basket_insights.screen` leaves out those it screened). Returns ``rank``
+    per candidate (1.. within the chosen set, 0 when not chosen) and one row per customer row:
+    ``p_none``, ``none_chosen``, ``chosen`` (products chosen) and ``expected_f1``.
     """
     rows = np.asarray(rows, dtype=np.int64)
     probability = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0 - 1e-12)
     if p_none is None:
         p_none = np.exp(np.bincount(rows, weights=np.log1p(-probability), minlength=n_rows))
     p_none = np.asarray(p_none, dtype=np.float64)
+    expected = np.bincount(rows, weights=probability, minlength=n_rows)  # reorders, searched or not
+    searched = rows if eligible is None else rows[eligible]
+    if eligible is not None:
+        probability = probability[eligible]
     # customers in blocks of alike candidate counts: a block's table is as wide as its widest customer
-    by_count = np.argsort(np.minimum(np.bincount(rows, minlength=n_rows), max_items), kind="stable")
+    by_count = np.argsort(np.minimum(np.bincount(searched, minlength=n_rows), max_items), kind="stable")
     place_of = np.empty(n_rows, dtype=np.int64)
     place_of[by_count] = np.arange(n_rows)
-    rank, chosen = _choose_sorted(place_of[rows], probability, n_rows, max_items, p_none[by_count], block)
+    ranked, chosen = _choose_sorted(
+        place_of[searched], probability, n_rows, max_items, p_none[by_count], expected[by_count], block
+    )
     per_user = pd.DataFrame({name: values[place_of] for name, values in chosen.items()})
+    if eligible is None:
+        return ranked, per_user
+    rank = np.zeros(len(rows), dtype=np.int16)
+    rank[eligible] = ranked
     return rank, per_user
 
 
 def _choose_sorted(
-    rows: np.ndarray, probability: np.ndarray, n_rows: int, max_items: int, p_none: np.ndarray, block: int
+    rows: np.ndarray,
+    probability: np.ndarray,
+    n_rows: int,
+    max_items: int,
+    p_none: np.ndarray,
+    expected: np.ndarray,
+    block: int,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     order = np.lexsort((-probability, rows))
     sorted_rows = rows[order]
@@ -125,6 +159,9 @@ def _choose_sorted(
     value = p_none.copy()  # k = 0 with None: the only non-empty choice of a customer with no candidates
     sorted_probability = probability[order]
     ends = np.r_[starts, len(rows)]
+    searched = place < max_items
+    in_table = np.bincount(sorted_rows[searched], weights=sorted_probability[searched], minlength=n_rows)
+    tail = np.maximum(expected - in_table, 0.0)
     for first in range(0, n_rows, block):
         last = min(first + block, n_rows)
         width = int(min(max_items, counts[first:last].max(initial=0)))
@@ -134,7 +171,7 @@ def _choose_sorted(
         take = place[span] < max_items
         matrix = np.zeros((last - first, width))
         matrix[sorted_rows[span][take] - first, place[span][take]] = sorted_probability[span][take]
-        without, with_none = expected_f1_table(matrix, p_none[first:last])
+        without, with_none = expected_f1_table(matrix, p_none[first:last], tail[first:last])
         usable = np.arange(width + 1)[None, :] <= np.minimum(counts[first:last], width)[:, None]
         without = np.where(usable, without, -np.inf)
         without[:, 0] = -np.inf  # the empty prediction

@@ -26,6 +26,7 @@ import pandas as pd
 from basket_insights.boosting import fit_boosted, trees_used
 from basket_insights.expected_f1 import basket_f1, choose_sets
 from basket_insights.reorder_features import FEATURES
+from basket_insights.screen import Screen, fit_screen, screened_probability
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class ReorderSettings:
     (leaves per tree, minimum rows per leaf) settings tried; ``max_iter`` bounds the trees (early
     stopping on the validation loss picks the number); ``max_items``: products per customer the
     expected-F1 search looks at; ``importance_rows``: validation rows the importances are measured on;
-    ``block_users``: customers scored at a time, ``threads`` blocks at once."""
+    ``block_users``: customers scored at a time, ``threads`` blocks at once; ``screen_miss``: the share
+    of the validation customers' chosen products the scoring screen may lose (:mod:`basket_insights.screen`)."""
 
     train_users: int = 20_000
     validation_share: float = 0.25
@@ -53,6 +55,7 @@ class ReorderSettings:
     importance_rows: int = 20_000
     block_users: int = 15_000
     threads: int = 2
+    screen_miss: float = 0.001
     seed: int = 0
 
 
@@ -96,12 +99,17 @@ class ReorderModel:
     importances: list[dict] = field(default_factory=list)  # feature, importance, importance_std
     training: dict = field(default_factory=dict)
     none_model: object | None = None  # a logistic regression on NONE_FEATURES; None: independence
+    screen: Screen | None = None  # scores most candidates with the first trees only
 
     def probability(self, candidates: pd.DataFrame) -> np.ndarray:
-        """Chance of each candidate row being in the customer's next order."""
+        """Chance of each candidate row being in the customer's next order (every tree for every row)."""
         if len(candidates) == 0:
             return np.zeros(0)
         return self.model.predict_proba(candidates[self.features].to_numpy(np.float32))[:, 1]
+
+    def screened_probability(self, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each candidate's chance and whether it passed :attr:`screen` (only those can be chosen)."""
+        return screened_probability(self.model, candidates[self.features].to_numpy(np.float32), self.screen)
 
     def p_none(self, candidates: pd.DataFrame, probability: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
         """Each customer row's chance of reordering nothing (``None``: as if the products were independent)."""
@@ -125,17 +133,25 @@ class FrequencyModel:
     def probability(self, candidates: pd.DataFrame) -> np.ndarray:
         return candidates["up_share"].to_numpy(np.float64)
 
+    def screened_probability(self, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.probability(candidates), np.ones(len(candidates), dtype=bool)
+
     def p_none(self, candidates: pd.DataFrame, probability: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
         return np.exp(np.bincount(rows, weights=np.log1p(-np.clip(probability, 0, 1 - 1e-9)), minlength=n_rows))
 
 
 def customer_f1(
-    rows: np.ndarray, probability: np.ndarray, labels: np.ndarray, max_items: int, p_none: np.ndarray | None = None
+    rows: np.ndarray,
+    probability: np.ndarray,
+    labels: np.ndarray,
+    max_items: int,
+    p_none: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per customer of ``rows`` (in the order of ``np.unique(rows)``): the F1 of their expected-F1 set
-    against ``labels``."""
+    (of the ``eligible`` candidates) against ``labels``."""
     codes, dense = np.unique(rows, return_inverse=True)
-    rank, per_user = choose_sets(dense, probability, len(codes), max_items, p_none)
+    rank, per_user = choose_sets(dense, probability, len(codes), max_items, p_none, eligible=eligible)
     return basket_f1(dense, rank > 0, labels, per_user["none_chosen"].to_numpy(), len(codes))
 
 
@@ -235,10 +251,19 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
     cost = [r["trees"] * np.log2(r["max_leaf_nodes"]) for r in results]
     kept = cheapest_within_noise(scores, cost)
     model, params = models[kept], results[kept]
-    validation_probability = model.predict_proba(x[val])[:, 1]
+    # the screen keeps what the whole model would choose for the validation customers
+    codes, dense = np.unique(rows[val], return_inverse=True)
+    full_probability = model.predict_proba(x[val])[:, 1]
+    full_rank, _ = choose_sets(dense, full_probability, len(codes), settings.max_items)
+    screen, screen_fit = fit_screen(model, x[val], full_probability, full_rank > 0, settings.screen_miss)
+    validation_probability, passed = screened_probability(model, x[val], screen)
     none_model, none_fit = fit_none_model(candidates[val], validation_probability, y[val], settings.seed)
-    params = params | {"none_model": none_fit}
-    log.info("buy-again model: chance of no reorder: %s", none_fit)
+    if screen is not None:
+        screen_fit["validation_f1"] = float(
+            customer_f1(rows[val], validation_probability, y[val], settings.max_items, eligible=passed).mean()
+        )
+    params = params | {"none_model": none_fit, "screen": screen_fit}
+    log.info("buy-again model: chance of no reorder: %s; screen: %s", none_fit, screen_fit)
     shown = np.flatnonzero(val)
     if len(shown) > settings.importance_rows:
         shown = np.sort(rng.choice(shown, settings.importance_rows, replace=False))
@@ -257,4 +282,4 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
         "validation_customers": int(validation.sum()),
     }
     log.info("buy-again model: kept %s; %s (%.1f s)", params, training, time.monotonic() - started)
-    return ReorderModel(model, features, params, results, importances, training, none_model)
+    return ReorderModel(model, features, params, results, importances, training, none_model, screen)

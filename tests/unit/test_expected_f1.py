@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from basket_insights.expected_f1 import basket_f1, choose_sets
+from basket_insights.expected_f1 import basket_f1, choose_sets, expected_f1_table
 
 
 def brute_force(p: np.ndarray) -> tuple[float, set[int], bool]:
@@ -79,3 +79,16 @@ def test_basket_f1_scores_none_as_the_competition_did() -> None:
     bought = np.array([0, 1, 1, 0, 0], bool)
     f1 = basket_f1(rows, chosen, bought, np.array([False, True, True, False]), 4)
     np.testing.assert_allclose(f1, [0.5, 1.0, 2 / 3, 0.0])
+
+
+def test_products_left_out_of_the_table_still_count_as_reorders_past_it() -> None:
+    rng = np.random.default_rng(0)
+    p = np.sort(rng.beta(0.3, 3, size=(5, 60)), axis=1)[:, ::-1]
+    nothing = np.prod(1 - p, axis=1)
+    exact, exact_none = expected_f1_table(p, nothing)
+    cut, _ = expected_f1_table(p[:, :20], nothing)
+    tail, tail_none = expected_f1_table(p[:, :20], nothing, p[:, 20:].sum(axis=1))
+    # leaving them out overstates every top-k; a Poisson count of the same mean is within 1e-3
+    assert np.abs(exact[:, :21] - cut).max() > 0.02
+    np.testing.assert_allclose(tail, exact[:, :21], atol=1e-3)
+    np.testing.assert_allclose(tail_none, exact_none[:, :21], atol=1e-3)
