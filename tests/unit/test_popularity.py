@@ -48,3 +48,27 @@ def test_customers_without_a_segment_share_one_group() -> None:
     pop = popularity.popularity(up, LINES["product_id"].to_numpy(), SEGMENTS.iloc[:1])
     assert pop.segment_names.tolist() == ["all customers", "loyal"]
     assert pop.segment_users.tolist() == [2, 1]
+
+
+def test_every_ranked_list_source_skips_exactly_what_each_customer_bought() -> None:
+    rng = np.random.default_rng(5)
+    lines = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 300, 6_000),
+            "order_id": rng.integers(0, 2_000, 6_000),
+            "product_id": rng.integers(0, 400, 6_000),
+        }
+    )
+    lines["order_number"] = lines["order_id"] % 7
+    up = user_products(History(lines), n_products=400)
+    ranked = np.array([rng.permutation(400)[:120] for _ in range(3)])
+    ranked[1, 100:] = -1  # a short list
+    rows = np.sort(rng.choice(len(up.users), 150, replace=False))  # a block of customers
+    list_of_row = rng.integers(0, 3, len(rows))
+    got = popularity.first_unbought(up, rows, ranked, list_of_row, 15)
+    owned = {(r, p) for r, p in zip(*up.bought.nonzero(), strict=True)}
+    expected = []
+    for row, chosen in zip(rows, list_of_row, strict=True):
+        fresh = [p for p in ranked[chosen] if p >= 0 and (row, p) not in owned][:15]
+        expected += [(row, p, rank) for rank, p in enumerate(fresh, start=1)]
+    assert list(zip(got["row"], got["product_id"], got["rank"], strict=True)) == expected
