@@ -57,7 +57,8 @@ def screened_probability(model: object, x: np.ndarray, screen: Screen | None) ->
     """Each row's probability and whether it passed ``screen`` (every row with ``screen`` ``None``).
 
     ``model``: a fitted ``lightgbm.LGBMClassifier`` (:func:`basket_insights.boosting.fit_boosted`).
-    Rows that passed have the model's own probability; the others that of their first trees.
+    Rows that passed have the model's own probability; the others the calibrated chance of their
+    partial score (:meth:`Screen.calibrated`).
     """
     if len(x) == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
