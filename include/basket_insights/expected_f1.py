@@ -168,7 +168,7 @@ def _choose_sorted(
         if width == 0:
             continue
         span = slice(ends[first], ends[last])  # the block's candidates: `rows` are sorted in `order`
-        take = place[span] < max_items
+        take = searched[span]
         matrix = np.zeros((last - first, width))
         matrix[sorted_rows[span][take] - first, place[span][take]] = sorted_probability[span][take]
         without, with_none = expected_f1_table(matrix, p_none[first:last], tail[first:last])

@@ -93,11 +93,9 @@ def _bought_in_lists(up: UserProducts, rows: np.ndarray, ranked: np.ndarray, lis
     place = np.full((lists, up.n_products), -1, dtype=np.int32)
     listed, at = np.nonzero((ranked >= 0) & (ranked < up.n_products))
     place[listed, ranked[listed, at]] = at
-    starts, stops = up.bought.indptr[rows], up.bought.indptr[rows + 1]
-    lengths = stops - starts
-    entry_row = np.repeat(np.arange(len(rows)), lengths)
-    entries = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
-    found = place[list_of_row[entry_row], up.bought.indices[entries]]
+    owned = up.bought[rows]
+    entry_row = np.repeat(np.arange(len(rows)), np.diff(owned.indptr))
+    found = place[list_of_row[entry_row], owned.indices]
     bought = np.zeros((len(rows), depth), dtype=bool)
     bought[entry_row[found >= 0], found[found >= 0]] = True
     return bought

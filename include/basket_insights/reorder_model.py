@@ -224,18 +224,20 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
     if not features:
         raise NothingToLearn("no buy-again feature varies over the candidates")
     x = candidates[features].to_numpy(np.float32)
-    results, models, scores = [], [], []
+    x_train, x_val = x[train], x[val]
+    results, models, scores, val_probabilities = [], [], [], []
     for leaves, min_leaf in settings.grid:
         model = fit_boosted(
-            x[train],
+            x_train,
             y[train],
-            x[val],
+            x_val,
             y[val],
             settings,
             leaves=leaves,
             min_rows_per_leaf=min_leaf,
         )
-        f1 = customer_f1(rows[val], model.predict_proba(x[val])[:, 1], y[val], settings.max_items)
+        val_probabilities.append(model.predict_proba(x_val)[:, 1])
+        f1 = customer_f1(rows[val], val_probabilities[-1], y[val], settings.max_items)
         row = {
             "max_leaf_nodes": leaves,
             "min_samples_leaf": min_leaf,
@@ -253,10 +255,10 @@ def fit_reorder_model(candidates: pd.DataFrame, labels: np.ndarray, settings: Re
     model, params = models[kept], results[kept]
     # the screen keeps what the whole model would choose for the validation customers
     codes, dense = np.unique(rows[val], return_inverse=True)
-    full_probability = model.predict_proba(x[val])[:, 1]
+    full_probability = val_probabilities[kept]
     full_rank, _ = choose_sets(dense, full_probability, len(codes), settings.max_items)
-    screen, screen_fit = fit_screen(model, x[val], full_probability, full_rank > 0, settings.screen_miss)
-    validation_probability, passed = screened_probability(model, x[val], screen)
+    screen, screen_fit = fit_screen(model, x_val, full_probability, full_rank > 0, settings.screen_miss)
+    validation_probability, passed = screened_probability(model, x_val, screen)
     none_model, none_fit = fit_none_model(candidates[val], validation_probability, y[val], settings.seed)
     if screen is not None:
         screen_fit["validation_f1"] = float(

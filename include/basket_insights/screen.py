@@ -102,9 +102,9 @@ def fit_screen(
     """The cheapest :class:`Screen` of ``model`` losing at most a share ``miss`` of the rows in ``keep``.
 
     ``x``: validation rows; ``probability``: the model's on them; ``keep``: per row, must it survive
-    the screen. The cost of a screen is the
-    trees scored per row (``trees + passed share * remaining trees``) over the model's trees. Returns
-    the screen (``None``: none is cheaper than the model) and what was measured, for ``fit.json``.
+    the screen. The cost of a screen is the trees scored per row (``trees + passed share * remaining
+    trees``) over the model's trees. Returns the screen (``None``: none is cheaper than the model)
+    and what was measured, for ``fit.json``.
     """
     total = trees_used(model)
     keep = np.asarray(keep, dtype=bool)
