@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from basket_insights.boosting import fit_boosted, trees_used
+from basket_insights.reorder_model import ReorderSettings
 from basket_insights.screen import Screen, fit_screen, screened_probability
-
-
-@dataclass(frozen=True)
-class Boosting:
-    learning_rate: float = 0.1
-    l2_regularization: float = 1.0
-    max_iter: int = 200
-    seed: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +17,9 @@ def fitted():
     chance = 1 / (1 + np.exp(-(2.5 * x[:, 0] + x[:, 1] - 3.0)))  # most rows unlikely, as buy-again candidates
     y = (rng.random(len(x)) < chance).astype(np.int8)
     train, val = slice(0, 16_000), slice(16_000, None)
-    model = fit_boosted(x[train], y[train], x[val], y[val], Boosting(), leaves=15, min_rows_per_leaf=50)
+    model = fit_boosted(
+        x[train], y[train], x[val], y[val], ReorderSettings(max_iter=200), leaves=15, min_rows_per_leaf=50
+    )
     return model, x[val]
 
 
