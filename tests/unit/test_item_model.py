@@ -71,3 +71,40 @@ def test_strongest_link_names_the_customers_product_and_the_ratio() -> None:
 def test_l2_grid_scales_with_the_data() -> None:
     gram = np.diag([10.0, 30.0])
     assert item_model.l2_grid(gram) == [20.0 * f for f in item_model.L2_FACTORS]
+
+
+def _random_history(seed: int) -> History:
+    rng = np.random.default_rng(seed)
+    baskets = {
+        user: [sorted(set(rng.integers(1, 15, size=rng.integers(1, 5)).tolist())) for _ in range(rng.integers(1, 5))]
+        for user in range(1, 41)
+    }
+    return _history(baskets)
+
+
+def test_co_buyers_summed_over_slices_equals_one_product() -> None:
+    up = user_products(_random_history(3))
+    products = item_model.model_products(up, 10)
+    x = item_model.binary_columns(up, products).toarray().astype(np.float64)
+    np.testing.assert_array_equal(item_model.co_buyers(up, products, threads=2), x.T @ x)
+    np.testing.assert_array_equal(item_model.co_buyers(up, products, threads=1), x.T @ x)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_strongest_links_match_a_loop_over_each_customers_products(seed: int) -> None:
+    up = user_products(_random_history(seed))
+    model = item_model.fit_item_model(up, 8, l2=1.0)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(up.users), size=60)
+    products = rng.integers(0, up.n_products, size=60)  # some outside the model, some owned
+    links = item_model.strongest_links(model, up, rows, products)
+    column = {int(p): c for c, p in enumerate(model.products)}
+    bought = up.bought.toarray()
+    for i, (row, product) in enumerate(zip(rows, products, strict=True)):
+        owned = [p for p in np.flatnonzero(bought[row]) if p in column]  # in product order
+        weights = [model.weights[column[p], column[product]] for p in owned] if product in column else []
+        best = int(np.argmax(weights)) if weights else -1  # argmax keeps the first: the lower product id
+        expected = owned[best] if best >= 0 and weights[best] > 0 else -1
+        assert links["because_product"].iloc[i] == expected
+        if expected >= 0:
+            assert links["times_bought"].iloc[i] == bought[row, expected]
