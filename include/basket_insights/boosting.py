@@ -13,11 +13,22 @@ a categorical segment, and monotone constraints.
 the leaf values, the learning rate, early stopping after :data:`PATIENCE` rounds without a better
 validation log loss. Deterministic for ``seed`` on a given machine (LightGBM's ``deterministic``
 mode, row-wise histograms).
+
+:func:`probability` and :func:`raw_score` score rows with the fitted trees compiled to machine code by
+`lleaves <https://github.com/siboehm/lleaves>`_ (LLVM): about 6.5× faster than LightGBM's own
+prediction on these models (measured on the full-scale feed: 0.14 s against 0.91 s per 540,000 ranker
+rows on one core, 0.15 s against 1.03 s per 600,000 buy-again rows), the same values to within 1e-14.
+Each model is compiled once per process, on first use (0.4 s for the ranker's 127 trees of 7 leaves,
+2.3 s for buy again's 113 trees of 31), and kept beside it, not in its pickle.
 """
 
 from __future__ import annotations
 
+import tempfile
+import threading
+import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -80,3 +91,39 @@ def fit_boosted(
 def trees_used(model: object) -> int:
     """How many trees the fitted model predicts with (the best iteration of its early stopping)."""
     return int(model.best_iteration_ or model.n_estimators)
+
+
+# model -> {(first tree, trees, raw): compiled lleaves.Model}; compiled on first use, dropped with the model
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COMPILING = threading.Lock()
+
+
+def _compiled(model: object, first: int, trees: int, raw: bool) -> object:
+    with _COMPILING:
+        forms = _COMPILED.setdefault(model, {})
+        if (first, trees, raw) not in forms:
+            import lleaves
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "model.txt"
+                model.booster_.save_model(str(path), start_iteration=first, num_iteration=trees)
+                compiled = lleaves.Model(model_file=str(path))
+                compiled.compile(raw_score=raw)
+            forms[first, trees, raw] = compiled
+        return forms[first, trees, raw]
+
+
+def probability(model: object, x: np.ndarray) -> np.ndarray:
+    """The positive class's probability of each row of ``x`` under the fitted ``model`` (its best trees)."""
+    if len(x) == 0:
+        return np.zeros(0)
+    return _compiled(model, 0, trees_used(model), raw=False).predict(x)
+
+
+def raw_score(model: object, x: np.ndarray, *, first: int = 0, trees: int | None = None) -> np.ndarray:
+    """The summed leaf values (log-odds) of ``trees`` trees of ``model`` from tree ``first`` (default: the rest
+    of its best trees) for each row of ``x``; scores of consecutive ranges add up to the whole model's."""
+    trees = trees_used(model) - first if trees is None else trees
+    if len(x) == 0:
+        return np.zeros(0)
+    return _compiled(model, first, trees, raw=True).predict(x)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from basket_insights import boosting
 from basket_insights.boosting import fit_boosted, trees_used
 from basket_insights.candidates import FEATURES
 
@@ -74,9 +75,7 @@ class Ranker:
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of each candidate row being bought next."""
-        if len(frame) == 0:
-            return np.zeros(0)
-        return self.model.predict_proba(frame[self.features].to_numpy(np.float32))[:, 1]
+        return boosting.probability(self.model, frame[self.features].to_numpy(np.float32))
 
 
 #: One-feature orderings the fitted models must beat on validation to be kept (higher is better).

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from basket_insights import boosting
 from basket_insights.boosting import fit_boosted, trees_used
 from basket_insights.expected_f1 import basket_f1, choose_sets
 from basket_insights.reorder_features import FEATURES
@@ -103,9 +104,7 @@ class ReorderModel:
 
     def probability(self, candidates: pd.DataFrame) -> np.ndarray:
         """Chance of each candidate row being in the customer's next order (every tree for every row)."""
-        if len(candidates) == 0:
-            return np.zeros(0)
-        return self.model.predict_proba(candidates[self.features].to_numpy(np.float32))[:, 1]
+        return boosting.probability(self.model, candidates[self.features].to_numpy(np.float32))
 
     def screened_probability(self, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each candidate's chance and whether it passed :attr:`screen` (only those can be chosen)."""

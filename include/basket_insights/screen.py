@@ -18,22 +18,19 @@ When no screen is cheaper than the whole model, there is none.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
 
+from basket_insights import boosting
 from basket_insights.boosting import trees_used
 
 #: Numbers of first trees :func:`fit_screen` tries.
 SCREEN_TREES = (4, 8, 16, 32)
 #: Quantile bins of the partial score the screened rows' probabilities are calibrated in.
 CALIBRATION_BINS = 32
-# LightGBM sets the range of trees a prediction uses on the booster itself: two threads predicting
-# different ranges at once race (measured: wrong scores). Each prediction is parallel inside anyway.
-_PREDICTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -63,21 +60,13 @@ def screened_probability(model: object, x: np.ndarray, screen: Screen | None) ->
     if len(x) == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
     if screen is None:
-        return model.predict_proba(x)[:, 1], np.ones(len(x), dtype=bool)
-    total = trees_used(model)
-    booster = model.booster_
-    with _PREDICTING:
-        raw = booster.predict(x, num_iteration=screen.trees, raw_score=True)
+        return boosting.probability(model, x), np.ones(len(x), dtype=bool)
+    raw = boosting.raw_score(model, x, trees=screen.trees)
     passed = raw >= screen.cut
-    probability = screen.calibrated(raw)
+    chance = screen.calibrated(raw)
     if passed.any():
-        rows = x[passed]
-        with _PREDICTING:
-            rest = booster.predict(
-                rows, start_iteration=screen.trees, num_iteration=total - screen.trees, raw_score=True
-            )
-        probability[passed] = expit(raw[passed] + rest)
-    return probability, passed
+        chance[passed] = expit(raw[passed] + boosting.raw_score(model, x[passed], first=screen.trees))
+    return chance, passed
 
 
 def _calibration(raw: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
