@@ -86,7 +86,9 @@ class EvaluationSettings:
 def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """(resamples, methods) means of ``values`` (methods × customers) over customers resampled with replacement.
 
-    Every method sees the same resampled customers, so differences between methods are paired.
+    Every method sees the same resampled customers, so differences between methods are paired. A
+    resample's means are its counts of each customer times ``values``: one matrix product, not a gather
+    of every method's values per pick.
     """
     n = values.shape[1]
     rng = np.random.default_rng(seed)
@@ -95,7 +97,9 @@ def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray
     for start in range(0, resamples, block):
         count = min(block, resamples - start)
         picks = rng.integers(0, n, size=(count, n))
-        out[start : start + count] = values[:, picks].mean(axis=2).T
+        picks += n * np.arange(count)[:, None]
+        times = np.bincount(picks.ravel(), minlength=count * n).reshape(count, n)
+        out[start : start + count] = times @ (values.T / n)
     return out
 
 
@@ -110,8 +114,8 @@ def score_methods(
     hit = np.vstack([scores[m]["hit"].to_numpy() for m in methods])
     rows = []
     if users:
-        boot_recall = bootstrap_means(recall, settings.bootstrap, settings.seed)
-        boot_hit = bootstrap_means(hit, settings.bootstrap, settings.seed)
+        boot = bootstrap_means(np.vstack([recall, hit]), settings.bootstrap, settings.seed)
+        boot_recall, boot_hit = boot[:, : len(methods)], boot[:, len(methods) :]
     baselines = [m for m in BASELINES if m in methods]
     best = max(baselines, key=lambda m: recall[methods.index(m)].mean()) if baselines and users else None
     for i, method in enumerate(methods):

@@ -56,6 +56,13 @@ def test_scores_and_paired_intervals_by_hand() -> None:
     assert means.shape == (50, 2) and (means[:, 1] == 1.0).all()
 
 
+def test_bootstrap_means_are_the_means_of_resampled_customers() -> None:
+    values = np.random.default_rng(2).random((3, 500))
+    picks = np.random.default_rng(7).integers(0, 500, size=(40, 500))  # the resamples the seed draws
+    expected = values[:, picks].mean(axis=2).T
+    np.testing.assert_allclose(bootstrap_means(values, 40, seed=7), expected, rtol=1e-12)
+
+
 def test_no_model_feature_or_segment_ever_sees_the_held_out_orders(taste_world, monkeypatch) -> None:
     """A product planted only in held-out orders: nothing the methods learn from may contain it."""
     w = taste_world
