@@ -33,6 +33,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from basket_insights.arrays import factorize_ids, sorted_unique
 from basket_insights.lake import Lake
@@ -195,25 +196,35 @@ class History:
     lines: pd.DataFrame
 
 
-def load_history(lake: Lake, ds: str) -> History:
-    """Every order line ``<= ds`` with its user and order number."""
-    orders = lake.read_table("bronze", "orders", up_to=ds, columns=["order_id", "user_id", "order_number"])
-    lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id"])
+def load_history(lake: Lake, ds: str, *, cart_and_day: bool = False) -> History:
+    """Every order line ``<= ds`` with its user and order number; with ``cart_and_day`` also its cart
+    position (``add_to_cart_order``) and its order's ``day`` (days since 1970-01-01), for buy again."""
+    orders = lake.read_table(
+        "bronze", "orders", up_to=ds, with_ds=cart_and_day, columns=["order_id", "user_id", "order_number"]
+    )
+    extra = ["add_to_cart_order"] if cart_and_day else []
+    lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", *extra])
     order_ids = orders.column("order_id").to_numpy()
-    size = int(max(order_ids.max(initial=0), lines.column("order_id").to_numpy().max(initial=0))) + 1
+    line_orders = lines.column("order_id").to_numpy()
+    size = int(max(order_ids.max(initial=0), line_orders.max(initial=0))) + 1
     user_of = np.full(size, -1, dtype=np.int64)
     number_of = np.zeros(size, dtype=np.int32)
     user_of[order_ids] = orders.column("user_id").to_numpy()
     number_of[order_ids] = orders.column("order_number").to_numpy()
-    line_orders = lines.column("order_id").to_numpy()
-    frame = pd.DataFrame(
-        {
-            "user_id": user_of[line_orders],
-            "order_id": line_orders,
-            "order_number": number_of[line_orders],
-            "product_id": lines.column("product_id").to_numpy().astype(np.int64),
-        },
-        copy=False,  # fresh arrays: a copy would hold the history twice for a moment (~0.9 GB at 1x)
-    )
+    columns = {
+        "user_id": user_of[line_orders],
+        "order_id": line_orders,
+        "order_number": number_of[line_orders],
+        "product_id": lines.column("product_id").to_numpy().astype(np.int64),
+    }
+    if cart_and_day:
+        day_of = np.zeros(size, dtype=np.int32)
+        # Arrow parses the ISO dates in C++; date32 is already days since the epoch
+        day_of[order_ids] = pc.cast(orders.column("ds"), pa.date32()).cast(pa.int32()).to_numpy()
+        columns["add_to_cart_order"] = lines.column("add_to_cart_order").to_numpy().astype(np.int32)
+        columns["day"] = day_of[line_orders]
+    del orders, lines
+    # fresh arrays: a copy would hold the history twice for a moment (~0.9 GB at 1x)
+    frame = pd.DataFrame(columns, copy=False)
     orphans = frame["user_id"].to_numpy() < 0
     return History(frame[~orphans].reset_index(drop=True) if orphans.any() else frame)

@@ -24,12 +24,11 @@ import pickle
 import time
 from datetime import date
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from basket_insights.buy_again import fit_buy_again, predict_buy_again
-from basket_insights.features import History
+from basket_insights.features import load_history
 from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 from basket_insights.reorder_evaluation import evaluate_buy_again
@@ -40,39 +39,6 @@ log = logging.getLogger(__name__)
 
 MODEL_TABLE = "reorder_model"
 _EPOCH = date(1970, 1, 1)
-
-
-def load_reorder_history(lake: Lake, ds: str) -> History:
-    """Every order line ``<= ds`` with its user, order number, cart position and order day
-    (:data:`basket_insights.reorder_features.HISTORY_COLUMNS`)."""
-    orders = lake.read_table(
-        "bronze", "orders", up_to=ds, with_ds=True, columns=["order_id", "user_id", "order_number"]
-    )
-    lines = lake.read_table(
-        "bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "add_to_cart_order"]
-    )
-    order_ids = orders.column("order_id").to_numpy()
-    size = int(max(order_ids.max(initial=0), lines.column("order_id").to_numpy().max(initial=0))) + 1
-    user_of = np.full(size, -1, dtype=np.int64)
-    number_of = np.zeros(size, dtype=np.int32)
-    day_of = np.zeros(size, dtype=np.int32)
-    user_of[order_ids] = orders.column("user_id").to_numpy()
-    number_of[order_ids] = orders.column("order_number").to_numpy()
-    days = pd.to_datetime(orders.column("ds").to_pandas()).to_numpy("datetime64[D]").astype(np.int64)
-    day_of[order_ids] = days
-    line_orders = lines.column("order_id").to_numpy()
-    frame = pd.DataFrame(
-        {
-            "user_id": user_of[line_orders],
-            "order_id": line_orders,
-            "order_number": number_of[line_orders],
-            "product_id": lines.column("product_id").to_numpy().astype(np.int64),
-            "add_to_cart_order": lines.column("add_to_cart_order").to_numpy().astype(np.int32),
-            "day": day_of[line_orders],
-        },
-        copy=False,
-    )
-    return History(frame[frame["user_id"].to_numpy() >= 0].reset_index(drop=True))
 
 
 def reorder_settings(settings: object) -> ReorderSettings:
@@ -99,7 +65,7 @@ def load_reorder_model(lake: Lake, ds: str) -> ReorderModel:
 def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_id: str = "") -> dict:
     """Fit, predict and evaluate buy again for ``ds`` (see the module docstring)."""
     started = time.monotonic()
-    history = load_reorder_history(lake, ds)
+    history = load_history(lake, ds, cart_and_day=True)
     rows_in = len(history.lines)
     log.info("predict_reorders ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
     positions = orders_from_last(history.lines)  # the fit and the evaluation split on it
