@@ -44,6 +44,16 @@ def test_co_buyers_and_the_closed_form_by_hand() -> None:
     assert weights[0, 1] > 0 and weights[1, 0] > 0  # 1 and 2 predict each other
 
 
+def test_the_closed_form_on_a_larger_gram_and_on_one_not_positive_definite() -> None:
+    buys = np.random.default_rng(4).random((400, 60)) < 0.1
+    gram = (buys.T.astype(np.float64) @ buys).astype(np.float64)
+    for matrix, l2 in ((gram, 5.0), (np.array([[0.0, 2.0], [2.0, 0.0]]), 1.0)):  # the second: eigenvalues 3, -1
+        precision = np.linalg.inv(matrix + l2 * np.eye(len(matrix)))
+        expected = -precision / np.diag(precision)
+        np.fill_diagonal(expected, 0)
+        np.testing.assert_allclose(item_model.fit_weights(matrix, l2), expected, rtol=1e-5, atol=1e-7)
+
+
 def test_candidates_exclude_what_was_bought_and_rank_by_score() -> None:
     up = user_products(HISTORY)
     model = item_model.fit_item_model(up, 10, l2=1.0)
