@@ -100,20 +100,24 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
 
     # Map each line to its user through a dense order_id -> user code lookup.
     order_ids = orders["order_id"].to_numpy(np.int64)
-    lookup = np.full(int(order_ids.max()) + 1, -1, dtype=np.int64)
-    lookup[order_ids] = user_codes
     line_orders = lines["order_id"].to_numpy(np.int64)
-    in_range = line_orders <= order_ids.max()
-    line_users = np.full(len(line_orders), -1, dtype=np.int64)
-    line_users[in_range] = lookup[line_orders[in_range]]
+    lookup = np.full(max(int(order_ids.max()), int(line_orders.max(initial=0))) + 1, -1, dtype=np.int64)
+    lookup[order_ids] = user_codes
+    line_users = lookup[line_orders]
+    products = lines["product_id"].to_numpy(np.int64)
+    reordered = lines["reordered"].to_numpy() == 1
     known = line_users >= 0
-    line_users = line_users[known]
+    if not known.all():  # lines of unknown orders: copies only then
+        line_users, line_orders, products, reordered = (
+            a[known] for a in (line_users, line_orders, products, reordered)
+        )
     items = np.bincount(line_users, minlength=n_users)
-    reorders = np.bincount(line_users, weights=lines["reordered"].to_numpy(np.float64)[known], minlength=n_users)
+    reorders = np.bincount(line_users[reordered], minlength=n_users)
     has_lines = np.zeros(len(lookup), dtype=bool)
-    has_lines[line_orders[known]] = True
+    has_lines[line_orders] = True
     orders_with_lines = np.bincount(lookup[has_lines], minlength=n_users)
-    pairs = (line_users << 32) | lines["product_id"].to_numpy(np.int64)[known]
+    pairs = (line_users << 32) | products
+    del products, reordered
     distinct = np.bincount(sorted_unique(pairs, in_place=True) >> 32, minlength=n_users)
 
     with np.errstate(invalid="ignore", divide="ignore"):
