@@ -118,7 +118,11 @@ def _regularised_inverse(gram: np.ndarray, l2: float) -> np.ndarray:
         inverse, info = scipy.linalg.lapack.dpotri(factor, lower=True, overwrite_c=True)
     if info != 0:  # not positive definite in floating point: the general inverse
         return scipy.linalg.inv(gram + l2 * np.eye(len(gram)), check_finite=False)
-    return np.tril(inverse) + np.tril(inverse, -1).T  # potri fills one triangle
+    # potri fills the lower triangle of the Fortran-ordered result: the upper one of its C-ordered transpose
+    upper = inverse.T
+    symmetric = np.triu(upper)
+    symmetric += np.triu(upper, 1).T
+    return symmetric
 
 
 def fit_weights(gram: np.ndarray, l2: float) -> np.ndarray:

@@ -38,7 +38,7 @@ from basket_insights.features import History
 from basket_insights.ranker import PopularityRanker, Ranker, RankerSettings, SourceRanker, fit_ranker
 from basket_insights.ranking_metrics import mean_recall
 from basket_insights.reasons import deciding_source, sentences
-from basket_insights.splits import split_last_orders
+from basket_insights.splits import split_last_orders, split_off_last_orders
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def fit_without_last_orders(
     One fit then serves the day (applied to the whole history) and is judged on the hold-out it never
     saw (applied to the history without it). Returns the fit and those segments.
     """
-    train, held, _ = split_last_orders(history)
+    train, held = split_off_last_orders(history)
     del history
     held_orders = np.unique(held["order_id"].to_numpy())
     del held

@@ -53,22 +53,33 @@ def holdout(history: History) -> tuple[History, pd.DataFrame]:
     return train, new
 
 
+def split_off_last_orders(history: History) -> tuple[History, pd.DataFrame]:
+    """Each customer's last order (customers with at least 2 orders) split from the history before it:
+    ``(earlier history, held-out lines)``, the lines with the history's columns."""
+    lines = history.lines
+    held = in_last_orders(lines)
+    return History(lines[~held].reset_index(drop=True)), lines[held].reset_index(drop=True)
+
+
+def new_products(earlier: History, held: pd.DataFrame) -> pd.DataFrame:
+    """The products of the ``held`` lines their customer never bought in ``earlier`` (``user_id, product_id``)."""
+    train = earlier.lines
+    keys = train["user_id"].to_numpy(np.int64) << 32 | train["product_id"].to_numpy(np.int64)
+    keys.sort()
+    held_keys = held["user_id"].to_numpy(np.int64) << 32 | held["product_id"].to_numpy(np.int64)
+    if len(keys):
+        pos = np.minimum(np.searchsorted(keys, held_keys), len(keys) - 1)
+        seen = keys[pos] == held_keys
+    else:
+        seen = np.zeros(len(held_keys), dtype=bool)
+    return held.loc[~seen, ["user_id", "product_id"]].drop_duplicates().reset_index(drop=True)
+
+
 def split_last_orders(history: History) -> tuple[History, pd.DataFrame, pd.DataFrame]:
     """:func:`holdout` with every held-out line too: ``(earlier history, held-out lines, new products)``.
 
     ``held-out lines`` has the history's columns; ``new products`` (``user_id, product_id``) are the
-    held-out products the user had never bought before.
+    held-out products the user had never bought before (:func:`new_products`).
     """
-    lines = history.lines
-    held = in_last_orders(lines)
-    train, test = lines[~held], lines[held]
-    keys = train["user_id"].to_numpy(np.int64) << 32 | train["product_id"].to_numpy(np.int64)
-    keys.sort()
-    test_keys = test["user_id"].to_numpy(np.int64) << 32 | test["product_id"].to_numpy(np.int64)
-    if len(keys):
-        pos = np.minimum(np.searchsorted(keys, test_keys), len(keys) - 1)
-        seen = keys[pos] == test_keys
-    else:
-        seen = np.zeros(len(test_keys), dtype=bool)
-    new = test.loc[~seen, ["user_id", "product_id"]].drop_duplicates().reset_index(drop=True)
-    return History(train.reset_index(drop=True)), test.reset_index(drop=True), new
+    train, held = split_off_last_orders(history)
+    return train, held, new_products(train, held)
