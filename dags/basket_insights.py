@@ -283,19 +283,16 @@ def basket_insights() -> None:
     order_lines = ingest_order_products()
     rules = mine_rules()
     [catalog, orders] >> order_lines >> [features, rules]
-    segments = features >> segment_customers()
-    clusters = catalog >> cluster_products()
     preferences = link_preferences()
-    [segments, clusters] >> preferences
+    segments_and_clusters = [features >> segment_customers(), catalog >> cluster_products()]
+    segments_and_clusters >> preferences
     model = fit_recommender()
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
     # the one model serves (recommend) and is judged on the hold-out it was fitted without (evaluate)
     evaluation = evaluate()
     daily_report = report()
-    # the recommender learns from the rules, segments and clusters; the preferences are the report's
-    [rules, segments, clusters] >> model >> shards >> collect_recommendations() >> daily_report
+    [rules, preferences] >> model >> shards >> collect_recommendations() >> daily_report
     model >> evaluation >> daily_report >> publish()
-    preferences >> daily_report
     order_lines >> predict_reorders() >> daily_report
 
 

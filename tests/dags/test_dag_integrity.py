@@ -79,16 +79,9 @@ def test_task_order(dagbag: dict) -> None:
     assert tasks["ingest_order_products"]["upstream"] == ["ingest_catalog", "ingest_orders"]
     assert tasks["build_features"]["upstream"] == ["ingest_order_products"]
     assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
-    # the recommender needs the rules, segments and clusters, not the preferences (the report's)
-    assert tasks["fit_recommender"]["upstream"] == ["cluster_products", "mine_rules", "segment_customers"]
     # evaluate judges the model that serves: it runs beside the recommend shards, after the fit
     assert tasks["evaluate"]["upstream"] == ["fit_recommender"]
-    assert tasks["report"]["upstream"] == [
-        "collect_recommendations",
-        "evaluate",
-        "link_preferences",
-        "predict_reorders",
-    ]
+    assert tasks["report"]["upstream"] == ["collect_recommendations", "evaluate", "predict_reorders"]
     # buy again needs only the order history: it runs beside the whole recommendation chain
     assert tasks["predict_reorders"]["upstream"] == ["ingest_order_products"]
     assert tasks["publish"]["upstream"] == ["report"]
