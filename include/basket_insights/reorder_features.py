@@ -54,9 +54,6 @@ import pandas as pd
 from basket_insights.arrays import factorize_ids
 from basket_insights.features import History
 
-#: Columns a reorder history's lines need.
-HISTORY_COLUMNS = ["user_id", "order_id", "order_number", "product_id", "add_to_cart_order", "day"]
-
 FEATURES = [
     "user_orders",
     "user_mean_gap",
