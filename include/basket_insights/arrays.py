@@ -37,3 +37,16 @@ def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return code_of[ids], uniques
     codes, uniques = pd.factorize(ids, sort=True)
     return codes.astype(np.int64, copy=False), np.asarray(uniques)
+
+
+def select_rows(frame: pd.DataFrame, mask: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
+    """``frame.loc[mask, columns].reset_index(drop=True)``, selected column by column with numpy.
+
+    For line-sized frames of numpy columns that is several times faster than pandas' boolean
+    indexing (at full scale ~0.3-0.9 s instead of ~4 s to split the 37M order lines in two);
+    frames with other column types go through pandas.
+    """
+    columns = list(frame.columns) if columns is None else columns
+    if not all(isinstance(frame[c].dtype, np.dtype) for c in columns):
+        return frame.loc[mask, columns].reset_index(drop=True)
+    return pd.DataFrame({c: frame[c].to_numpy()[mask] for c in columns}, copy=False)

@@ -26,10 +26,17 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from basket_insights.arrays import select_rows
 from basket_insights.blocks import blocks_of, map_ahead
 from basket_insights.expected_f1 import choose_sets
 from basket_insights.features import History
-from basket_insights.reorder_features import label_candidates, orders_from_last, product_stats, reorder_candidates
+from basket_insights.reorder_features import (
+    ProductStats,
+    label_candidates,
+    orders_from_last,
+    product_stats,
+    reorder_candidates,
+)
 from basket_insights.reorder_model import (
     FrequencyModel,
     NothingToLearn,
@@ -67,6 +74,7 @@ def fit_buy_again(
     settings: ReorderSettings,
     skip: int = 0,
     positions: tuple[np.ndarray, np.ndarray] | None = None,
+    products: ProductStats | None = None,
 ) -> ReorderModel | FrequencyModel:
     """Fit the model with each customer's order ``skip`` from the last as labels (see the module docstring).
 
@@ -74,7 +82,9 @@ def fit_buy_again(
     ``predict_reorders`` task passes ``skip = 1``, leaving each customer's last order out of the fit
     altogether (it is the evaluation's). Only a sample of ``settings.train_users`` labelled customers
     get candidates; the product features count every customer's input orders. ``positions``:
-    :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the caller has it.
+    :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the caller has it;
+    ``products``: the product features over the input lines (those more than ``skip`` orders from
+    each customer's last), likewise.
     """
     started = time.monotonic()
     lines = history.lines
@@ -87,8 +97,10 @@ def fit_buy_again(
     if len(labelled) > settings.train_users:
         labelled = np.sort(rng.choice(labelled, settings.train_users, replace=False))
     sampled = customers_mask(users, labelled)
-    candidates = reorder_candidates(History(lines[inputs & sampled]), product_stats(history, keep=inputs))
-    labels = label_candidates(candidates, lines.loc[label & sampled, ["user_id", "product_id"]])
+    if products is None:
+        products = product_stats(history, keep=inputs)
+    candidates = reorder_candidates(History(select_rows(lines, inputs & sampled)), products)
+    labels = label_candidates(candidates, select_rows(lines, label & sampled, ["user_id", "product_id"]))
     log.info(
         "buy-again fit: %d customers sampled of those with a label order, %d candidates, %d reordered (%.1f s)",
         len(labelled),
@@ -213,6 +225,7 @@ def predict_buy_again(
     names: pd.Series,
     as_of_day: int,
     settings: ReorderSettings,
+    products: ProductStats | None = None,
 ) -> pd.DataFrame:
     """:data:`BUY_AGAIN_COLUMNS` for every customer of ``history`` with at least two orders.
 
@@ -220,16 +233,17 @@ def predict_buy_again(
     say how long ago). Per customer: the chosen products (``rank`` 1..) and a ``rank`` 0 row with
     ``product_id`` null, the chance of reordering nothing and whether ``None`` is ``chosen``.
     Customers are scored ``settings.block_users`` at a time (memory stays bounded); the product
-    features count all of them, so a customer's set does not depend on the others in the block.
+    features count all of them (``products``, when the caller has them), so a customer's set does
+    not depend on the others in the block.
     """
     started = time.monotonic()
     lines = history.lines
     users = lines["user_id"].to_numpy(np.int64)
     customers = customers_with_orders(users, lines["order_id"].to_numpy(np.int64), 2)
-    stats = product_stats(history)
+    stats = product_stats(history) if products is None else products
 
     def predict(block: np.ndarray) -> tuple[int, pd.DataFrame]:
-        candidates = reorder_candidates(History(lines[customers_mask(users, block)]), stats)
+        candidates = reorder_candidates(History(select_rows(lines, customers_mask(users, block))), stats)
         return len(candidates), _buy_again_rows(score_candidates(model, candidates, settings), names, as_of_day)
 
     parts, done, chosen, with_none = [], 0, 0, 0

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from basket_insights.arrays import factorize_ids, sorted_unique
+from basket_insights.arrays import factorize_ids, select_rows, sorted_unique
 from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -231,4 +231,4 @@ def load_history(lake: Lake, ds: str, *, cart_and_day: bool = False) -> History:
     # fresh arrays: a copy would hold the history twice for a moment (~0.9 GB at 1x)
     frame = pd.DataFrame(columns, copy=False)
     orphans = frame["user_id"].to_numpy() < 0
-    return History(frame[~orphans].reset_index(drop=True) if orphans.any() else frame)
+    return History(select_rows(frame, ~orphans) if orphans.any() else frame)

@@ -28,11 +28,18 @@ import time
 import numpy as np
 import pandas as pd
 
+from basket_insights.arrays import select_rows
 from basket_insights.buy_again import customers_mask, map_blocks, score_candidates
 from basket_insights.evaluation import EvaluationSettings, bootstrap_means
 from basket_insights.expected_f1 import basket_f1
 from basket_insights.features import History
-from basket_insights.reorder_features import label_candidates, orders_from_last, product_stats, reorder_candidates
+from basket_insights.reorder_features import (
+    ProductStats,
+    label_candidates,
+    orders_from_last,
+    product_stats,
+    reorder_candidates,
+)
 from basket_insights.reorder_model import FrequencyModel, ReorderModel, ReorderSettings
 
 log = logging.getLogger(__name__)
@@ -52,12 +59,14 @@ def evaluate_buy_again(
     settings: ReorderSettings,
     evaluation: EvaluationSettings | None = None,
     positions: tuple[np.ndarray, np.ndarray] | None = None,
+    products: ProductStats | None = None,
 ) -> pd.DataFrame:
     """One row per method of :data:`METHODS`: ``users_evaluated, mean_f1, f1_low, f1_high, mean_set_size,
     threshold`` and the paired difference to the best baseline (``baseline, f1_vs_baseline, *_low, *_high``).
 
     ``positions``: :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the
-    caller has it."""
+    caller has it; ``products``: the product features over every line but the held-out last orders,
+    likewise."""
     evaluation = evaluation or EvaluationSettings()
     started = time.monotonic()
     lines = history.lines
@@ -70,11 +79,11 @@ def evaluate_buy_again(
         customers = np.sort(rng.choice(customers, evaluation.customers, replace=False))
     scored = customers_mask(user_ids, customers)
     # the product features count every customer's earlier orders, as in training
-    stats = product_stats(history, keep=~held)
-    held_lines = lines.loc[held & scored, ["user_id", "product_id"]]
+    stats = product_stats(history, keep=~held) if products is None else products
+    held_lines = select_rows(lines, held & scored, ["user_id", "product_id"])
 
     def judge(block: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-        candidates = reorder_candidates(History(lines[customers_mask(user_ids, block) & ~held]), stats)
+        candidates = reorder_candidates(History(select_rows(lines, customers_mask(user_ids, block) & ~held)), stats)
         scored_block = score_candidates(model, candidates, settings)
         rows, n = scored_block.rows, len(scored_block.users)
         bought = label_candidates(candidates, held_lines).astype(bool)

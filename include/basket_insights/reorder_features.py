@@ -46,6 +46,7 @@ gradient-boosted model handles missing values natively. Besides the features, ea
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,21 +127,44 @@ class ProductStats:
 
 def product_stats(history: History, keep: np.ndarray | None = None) -> ProductStats:
     """:class:`ProductStats` over the lines of ``history`` (those where ``keep``, when given)."""
+    if keep is None:
+        return product_stats_by_group(history, np.zeros(len(history.lines), np.int8), [{0}])[0]
+    return product_stats_by_group(history, keep.astype(np.int8), [{1}])[0]
+
+
+def product_stats_by_group(
+    history: History, group: np.ndarray, subsets: Sequence[Collection[int]]
+) -> list[ProductStats]:
+    """:func:`product_stats` of several subsets of the lines of ``history`` for the cost of one sort.
+
+    ``group``: a small non-negative code per line; each of ``subsets`` is the codes of the lines it
+    counts. The statistics cover every product id up to the largest in ``history``; a product without
+    lines in a subset has no buyers there and ``NaN`` rates.
+    """
     users = history.lines["user_id"].to_numpy(np.int64)
     products = history.lines["product_id"].to_numpy(np.int64)
-    if keep is not None:
-        users, products = users[keep], products[keep]
-    n_products = int(products.max(initial=-1)) + 1
-    keys = users * max(n_products, 1) + products
+    group = np.asarray(group, dtype=np.int64)
+    n_products = max(int(products.max(initial=-1)) + 1, 1)
+    n_groups = int(group.max(initial=0)) + 1
+    keys = (users * n_products + products) * n_groups + group
     keys.sort()
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
-    times = np.diff(np.r_[starts, len(keys)])
-    pair_product = keys[starts] % max(n_products, 1)
-    lines = np.bincount(products, minlength=n_products).astype(np.float64)
-    buyers = np.bincount(pair_product, minlength=n_products).astype(np.float64)
-    repeaters = np.bincount(pair_product[times >= 2], minlength=n_products).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return ProductStats(buyers, (lines - buyers) / lines, repeaters / buyers)
+    lines_in_group = np.diff(np.r_[starts, len(keys)])
+    pair_keys, key_group = np.divmod(keys[starts], n_groups)
+    del keys
+    new_pair = np.r_[True, pair_keys[1:] != pair_keys[:-1]] if len(pair_keys) else np.zeros(0, dtype=bool)
+    pair_of = np.cumsum(new_pair) - 1
+    pair_product = pair_keys[new_pair] % n_products
+    out = []
+    for subset in subsets:
+        counted = np.isin(key_group, list(subset))
+        times = np.bincount(pair_of[counted], weights=lines_in_group[counted], minlength=len(pair_product))
+        lines = np.bincount(pair_product, weights=times, minlength=n_products)
+        buyers = np.bincount(pair_product[times > 0], minlength=n_products).astype(np.float64)
+        repeaters = np.bincount(pair_product[times >= 2], minlength=n_products).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.append(ProductStats(buyers, (lines - buyers) / lines, repeaters / buyers))
+    return out
 
 
 def reorder_candidates(history: History, products: ProductStats | None = None) -> pd.DataFrame:

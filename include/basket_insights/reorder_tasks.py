@@ -24,15 +24,16 @@ import pickle
 import time
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from basket_insights.buy_again import fit_buy_again, predict_buy_again
-from basket_insights.features import load_history
+from basket_insights.features import History, load_history
 from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 from basket_insights.reorder_evaluation import evaluate_buy_again
-from basket_insights.reorder_features import orders_from_last
+from basket_insights.reorder_features import ProductStats, orders_from_last, product_stats_by_group
 from basket_insights.reorder_model import ReorderModel, ReorderSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,19 @@ def load_reorder_model(lake: Lake, ds: str) -> ReorderModel:
     return pickle.loads(lake.read_file("silver", MODEL_TABLE, ds, "model.pkl"))
 
 
+def product_stats_of_splits(
+    history: History, positions: tuple[np.ndarray, np.ndarray]
+) -> tuple[ProductStats, ProductStats, ProductStats]:
+    """The product features the task's three steps count, from one sort of the history: the fit's
+    (lines more than one order before each customer's last), the evaluation's (every line but the
+    held-out last orders of customers with two or more) and the prediction's (every line)."""
+    from_last, orders = positions
+    group = (np.minimum(from_last, 2) + 1).astype(np.int8)  # 1: a lone order, 2: the fit's labels, 3: inputs
+    group[(from_last == 0) & (orders >= 2)] = 0  # held out by the evaluation
+    fit, evaluation, prediction = product_stats_by_group(history, group, [{3}, {1, 2, 3}, {0, 1, 2, 3}])
+    return fit, evaluation, prediction
+
+
 def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_id: str = "") -> dict:
     """Fit, predict and evaluate buy again for ``ds`` (see the module docstring)."""
     started = time.monotonic()
@@ -69,7 +83,8 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
     rows_in = len(history.lines)
     log.info("predict_reorders ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
     positions = orders_from_last(history.lines)  # the fit and the evaluation split on it
-    model = fit_buy_again(history, settings, skip=1, positions=positions)
+    fit_products, evaluation_products, products = product_stats_of_splits(history, positions)
+    model = fit_buy_again(history, settings, skip=1, positions=positions, products=fit_products)
     described = describe_model(model)
     lake.write_files(
         "silver",
@@ -79,13 +94,13 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
         run_id=run_id,
     )
     as_of_day = (date.fromisoformat(ds) - _EPOCH).days
-    predictions = predict_buy_again(model, history, product_names(lake, ds), as_of_day, settings)
+    predictions = predict_buy_again(model, history, product_names(lake, ds), as_of_day, settings, products)
     predictions.insert(0, "ds", ds)
     lake.write_table("gold", "buy_again", ds, pa.Table.from_pandas(predictions, preserve_index=False), run_id=run_id)
     log.info("predict_reorders ds=%s: %d rows of buy_again (%.1f s)", ds, len(predictions), time.monotonic() - started)
     rows_out, customers = len(predictions), int((predictions["rank"] == 0).sum())
     del predictions  # its reasons are a large part of the task's memory; the evaluation needs its own
-    table = evaluate_buy_again(history, model, settings, positions=positions)
+    table = evaluate_buy_again(history, model, settings, positions=positions, products=evaluation_products)
     del history, positions
     table.insert(0, "ds", ds)
     lake.write_table(

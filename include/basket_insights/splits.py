@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from basket_insights.arrays import factorize_ids
+from basket_insights.arrays import factorize_ids, select_rows
 from basket_insights.features import History
 
 
@@ -58,7 +58,7 @@ def split_off_last_orders(history: History) -> tuple[History, pd.DataFrame]:
     ``(earlier history, held-out lines)``, the lines with the history's columns."""
     lines = history.lines
     held = in_last_orders(lines)
-    return History(lines[~held].reset_index(drop=True)), lines[held].reset_index(drop=True)
+    return History(select_rows(lines, ~held)), select_rows(lines, held)
 
 
 def new_products(earlier: History, held: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basket_insights.arrays import factorize_ids, sorted_unique
+from basket_insights.arrays import factorize_ids, select_rows, sorted_unique
 
 RNG = np.random.default_rng(11)
 IDS = {
@@ -35,3 +35,22 @@ def test_sorted_unique_is_numpy_unique(name: str) -> None:
     assert sorted_unique(ids).tolist() == np.unique(ids).tolist()
     assert ids.tolist() == IDS[name].tolist()  # not sorted in place unless asked
     assert sorted_unique(ids, in_place=True).tolist() == np.unique(IDS[name]).tolist()
+
+
+@pytest.mark.parametrize("columns", [None, ["product_id", "user_id"]])
+def test_select_rows_is_pandas_boolean_indexing_with_a_fresh_index(columns: list[str] | None) -> None:
+    lines = pd.DataFrame(
+        {"user_id": RNG.integers(1, 50, 300), "order_id": RNG.integers(1, 99, 300).astype(np.int32)},
+        index=np.arange(300) * 3,  # a frame selected before: its index is not 0..n-1
+    )
+    lines["product_id"] = RNG.integers(1, 9, 300)
+    for mask in (RNG.random(300) < 0.4, np.zeros(300, bool), np.ones(300, bool)):
+        expected = lines.loc[mask, columns if columns else list(lines.columns)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(select_rows(lines, mask, columns), expected)
+
+
+def test_select_rows_takes_other_column_types_through_pandas() -> None:
+    frame = pd.DataFrame({"name": pd.Series(["a", "b", None], dtype="string"), "n": [1, 2, 3]})
+    selected = select_rows(frame, np.array([True, False, True]))
+    assert selected["name"].dtype == "string" and selected["name"].tolist()[0] == "a"
+    assert selected.index.tolist() == [0, 1]

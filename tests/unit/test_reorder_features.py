@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from basket_insights.features import History
-from basket_insights.reorder_features import FEATURES, label_candidates, reorder_candidates
+from basket_insights.reorder_features import (
+    FEATURES,
+    label_candidates,
+    orders_from_last,
+    product_stats,
+    product_stats_by_group,
+    reorder_candidates,
+)
+from basket_insights.reorder_tasks import product_stats_of_splits
 
 
 def history(orders: list[tuple[int, int, int, list[int]]]) -> History:
@@ -85,3 +93,31 @@ def test_one_order_one_purchase_and_the_same_basket_every_time() -> None:
 def test_an_empty_history_has_no_candidates() -> None:
     empty = reorder_candidates(History(history([]).lines))
     assert len(empty) == 0 and set(FEATURES) <= set(empty.columns)
+
+
+def test_product_statistics_of_several_subsets_match_the_hand_count() -> None:
+    # group 0: the last orders (user 1's third, user 2's second); 1: the others
+    last = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    earlier, everything = product_stats_by_group(TINY, 1 - last, [{1}, {0, 1}])
+    # without the last orders: A 3 lines from 2 buyers (user 1 twice), B and C one line each
+    assert earlier.buyers[1:4].tolist() == [2, 1, 1]
+    assert earlier.reorder_rate[1:4].tolist() == pytest.approx([1 / 3, 0, 0])
+    assert earlier.repeat_buyers[1:4].tolist() == [0.5, 0, 0]
+    # everything: A 4 lines and B 3 lines from 2 buyers each, one of whom bought it again
+    assert everything.buyers[1:4].tolist() == [2, 2, 1]
+    assert everything.reorder_rate[1:4].tolist() == pytest.approx([0.5, 1 / 3, 0])
+    assert everything.repeat_buyers[1:4].tolist() == [0.5, 0.5, 0]
+    assert np.isnan(earlier.of("reorder_rate", np.array([0, 99]))).all()  # never counted
+
+
+def test_the_splits_statistics_from_one_sort_equal_one_count_per_split() -> None:
+    # user 3 has one order: the evaluation keeps it (nothing to hold out), the fit cannot use it
+    lines = history(
+        [(1, 1, 0, [1, 2]), (1, 2, 10, [1, 3]), (2, 1, 5, [1]), (1, 3, 30, [2, 1]), (2, 2, 12, [2, 4]), (3, 1, 3, [4])]
+    )
+    from_last, orders = orders_from_last(lines.lines)
+    held = (from_last == 0) & (orders >= 2)
+    expected = [product_stats(lines, keep=from_last > 1), product_stats(lines, keep=~held), product_stats(lines)]
+    for got, want in zip(product_stats_of_splits(lines, (from_last, orders)), expected, strict=True):
+        for name in ("buyers", "reorder_rate", "repeat_buyers"):
+            np.testing.assert_array_equal(got.of(name, np.arange(6)), want.of(name, np.arange(6)))
