@@ -538,6 +538,26 @@ def _drop_date(lake_root: Any, ds: str) -> None:
             shutil.rmtree(folder)
 
 
+def _unpublish_date(database: Path, ds: str) -> None:
+    """Delete ``ds``'s rows from every published table of the SQLite ``database``, so that a re-run
+    publishes the day into tables without it, as the first run did (no DELETE of the previous run's rows)."""
+    import sqlite3
+
+    from basket_insights.publish import PUBLISHED, TABLES
+
+    if not database.exists():
+        return
+    conn = sqlite3.connect(database)
+    try:
+        with conn:
+            present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for name in [*TABLES, PUBLISHED.name]:
+                if name in present:
+                    conn.execute(f"DELETE FROM {name} WHERE ds = ?", (ds,))
+    finally:
+        conn.close()
+
+
 def bench_pipeline(
     users: int = 206_209,
     days: int = 365,
@@ -589,6 +609,7 @@ def bench_pipeline(
                 tasks = [json.loads(line) for line in metrics.read_text().splitlines()]
                 (root / "history.json").write_text(json.dumps({"seconds": seconds, "tasks": tasks}))
             _drop_date(lake_root, PIPELINE_END)
+            _unpublish_date(root / "warehouse.sqlite", PIPELINE_END)
             metrics = root / "daily-metrics.jsonl"
             metrics.unlink(missing_ok=True)
             total = _dag_test({**env, "BASKET_METRICS_FILE": str(metrics)}, PIPELINE_END, root / "daily.log")

@@ -154,3 +154,19 @@ def test_a_database_from_before_the_new_evaluation_columns_gains_them(gold_lake,
     assert warehouse.query("SELECT recall, ndcg FROM evaluation WHERE ds = '2026-01-02'") == [
         {"recall": 0.1, "ndcg": None}
     ]
+
+
+def test_the_benchmark_unpublishes_the_date_it_runs_again_and_nothing_else(gold_lake, tmp_path: Path) -> None:
+    from basket_insights.bench import _unpublish_date
+
+    path = tmp_path / "warehouse.sqlite"
+    warehouse = Warehouse.sqlite(path)
+    for ds in GOLD_DATES:
+        run_publish(gold_lake, warehouse, ds)
+    again, other = GOLD_DATES[-1], GOLD_DATES[0]
+    _unpublish_date(path, again)
+    assert all(_count(path, table, again) == 0 for table in TABLES)
+    assert _count(path, "recommendations", other) > 0 and _count(path, "customer_segments", other) > 0
+    assert [d["ds"] for d in published_dates(warehouse)] == [other]
+    _unpublish_date(tmp_path / "absent.sqlite", again)  # no warehouse yet: nothing to do
+    assert not (tmp_path / "absent.sqlite").exists()
