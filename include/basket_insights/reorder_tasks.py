@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 MODEL_TABLE = "reorder_model"
 _EPOCH = date(1970, 1, 1)
+#: The fit's labels are each customer's order this many before the last: the last is the evaluation's.
+FIT_SKIP = 1
 
 
 def reorder_settings(settings: object) -> ReorderSettings:
@@ -64,15 +66,18 @@ def load_reorder_model(lake: Lake, ds: str) -> ReorderModel:
 
 
 def product_stats_of_splits(
-    history: History, positions: tuple[np.ndarray, np.ndarray]
+    history: History, positions: tuple[np.ndarray, np.ndarray], skip: int
 ) -> tuple[ProductStats, ProductStats, ProductStats]:
     """The product features the task's three steps count, from one sort of the history: the fit's
-    (lines more than one order before each customer's last), the evaluation's (every line but the
-    held-out last orders of customers with two or more) and the prediction's (every line)."""
+    (lines more than ``skip`` orders before each customer's last, as in
+    :func:`~basket_insights.buy_again.fit_buy_again`), the evaluation's (every line but the held-out
+    last orders of customers with two or more) and the prediction's (every line)."""
     from_last, orders = positions
-    group = (np.minimum(from_last, 2) + 1).astype(np.int8)  # 1: a lone order, 2: the fit's labels, 3: inputs
+    # 1: a lone order, 2 .. skip + 1: the orders the fit leaves out, skip + 2: the fit's inputs
+    group = (np.minimum(from_last, skip + 1) + 1).astype(np.int8)
     group[(from_last == 0) & (orders >= 2)] = 0  # held out by the evaluation
-    fit, evaluation, prediction = product_stats_by_group(history, group, [{3}, {1, 2, 3}, {0, 1, 2, 3}])
+    every = set(range(skip + 3))
+    fit, evaluation, prediction = product_stats_by_group(history, group, [{skip + 2}, every - {0}, every])
     return fit, evaluation, prediction
 
 
@@ -83,8 +88,8 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
     rows_in = len(history.lines)
     log.info("predict_reorders ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
     positions = orders_from_last(history.lines)  # the fit and the evaluation split on it
-    fit_products, evaluation_products, products = product_stats_of_splits(history, positions)
-    model = fit_buy_again(history, settings, skip=1, positions=positions, products=fit_products)
+    fit_products, evaluation_products, products = product_stats_of_splits(history, positions, FIT_SKIP)
+    model = fit_buy_again(history, settings, skip=FIT_SKIP, positions=positions, products=fit_products)
     described = describe_model(model)
     lake.write_files(
         "silver",

@@ -117,7 +117,8 @@ def test_the_splits_statistics_from_one_sort_equal_one_count_per_split() -> None
     )
     from_last, orders = orders_from_last(lines.lines)
     held = (from_last == 0) & (orders >= 2)
-    expected = [product_stats(lines, keep=from_last > 1), product_stats(lines, keep=~held), product_stats(lines)]
-    for got, want in zip(product_stats_of_splits(lines, (from_last, orders)), expected, strict=True):
-        for name in ("buyers", "reorder_rate", "repeat_buyers"):
-            np.testing.assert_array_equal(got.of(name, np.arange(6)), want.of(name, np.arange(6)))
+    for skip in (1, 2):
+        expected = [product_stats(lines, keep=from_last > skip), product_stats(lines, keep=~held), product_stats(lines)]
+        for got, want in zip(product_stats_of_splits(lines, (from_last, orders), skip), expected, strict=True):
+            for name in ("buyers", "reorder_rate", "repeat_buyers"):
+                np.testing.assert_array_equal(got.of(name, np.arange(6)), want.of(name, np.arange(6)))
