@@ -113,11 +113,20 @@ def _compiled(model: object, first: int, trees: int, raw: bool) -> object:
         return forms[first, trees, raw]
 
 
+def compiled_input(x: np.ndarray) -> np.ndarray:
+    """``x`` as the compiled trees read it: C-ordered float64 (no copy when it already is).
+
+    lleaves converts anything else itself in two copies (a cast, then a ravel that transposes a
+    frame's column-ordered ``to_numpy``), several times slower than this one pass and the largest
+    part of buy again's system time (docs/benchmarks.md). Convert once when rows are scored twice."""
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
 def probability(model: object, x: np.ndarray) -> np.ndarray:
     """The positive class's probability of each row of ``x`` under the fitted ``model`` (its best trees)."""
     if len(x) == 0:
         return np.zeros(0)
-    return _compiled(model, 0, trees_used(model), raw=False).predict(x)
+    return _compiled(model, 0, trees_used(model), raw=False).predict(compiled_input(x))
 
 
 def raw_score(model: object, x: np.ndarray, *, first: int = 0, trees: int | None = None) -> np.ndarray:
@@ -126,4 +135,4 @@ def raw_score(model: object, x: np.ndarray, *, first: int = 0, trees: int | None
     trees = trees_used(model) - first if trees is None else trees
     if len(x) == 0:
         return np.zeros(0)
-    return _compiled(model, first, trees, raw=True).predict(x)
+    return _compiled(model, first, trees, raw=True).predict(compiled_input(x))

@@ -61,6 +61,7 @@ def screened_probability(model: object, x: np.ndarray, screen: Screen | None) ->
         return np.zeros(0), np.zeros(0, dtype=bool)
     if screen is None:
         return boosting.probability(model, x), np.ones(len(x), dtype=bool)
+    x = boosting.compiled_input(x)  # once for both passes
     raw = boosting.raw_score(model, x, trees=screen.trees)
     passed = raw >= screen.cut
     chance = screen.calibrated(raw)

@@ -52,6 +52,17 @@ def test_compiled_probability_is_lightgbms(model, rows) -> None:
     assert np.isnan(x[:, 0]).any() and trees_used(model) > 10  # the cases that could differ are there
 
 
+def test_column_ordered_float32_rows_score_as_the_same_rows_in_row_order(model, rows) -> None:
+    # a frame's to_numpy() is column-ordered: scored after one conversion, to the same values
+    x, _ = rows
+    by_column = np.asfortranarray(x)
+    assert boosting.compiled_input(by_column).flags.c_contiguous
+    np.testing.assert_array_equal(boosting.compiled_input(by_column), x.astype(np.float64))
+    np.testing.assert_array_equal(boosting.probability(model, by_column), boosting.probability(model, x))
+    row_ordered = boosting.compiled_input(x)
+    assert boosting.compiled_input(row_ordered) is row_ordered  # no copy when it already is
+
+
 def test_ranges_of_trees_add_up_to_the_whole_model(model, rows) -> None:
     x, _ = rows
     whole = model.booster_.predict(x, num_iteration=trees_used(model), raw_score=True)
