@@ -16,6 +16,8 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# a finished task frees its slot within 1 s, not 5 (basket_insights.config.AIRFLOW_WORKER_SETTINGS)
+export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL ?= 1
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export BASKET_LAKE_URL ?= file://$(CURDIR)/.lake
 export PATH := $(BIN):$(PATH)

@@ -448,7 +448,7 @@ def run_baseline(lake_url: str, ds: str, timeout: float, memory_gb: float) -> di
 
 def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, str]:
 
-    from basket_insights.config import REPO_ROOT
+    from basket_insights.config import AIRFLOW_WORKER_SETTINGS, REPO_ROOT
 
     return {
         **os.environ,
@@ -461,6 +461,7 @@ def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, s
         "BASKET_DROP_POKE_INTERVAL": "1",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
+        **AIRFLOW_WORKER_SETTINGS,
         **extra,
     }
 

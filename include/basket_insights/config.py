@@ -14,6 +14,14 @@ from pathlib import Path
 #: The repository root (``include/basket_insights/config.py`` -> repo).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: Airflow settings every deployment runs with (docker-compose.yaml, ``make stack``, the benchmarks).
+#: A task's supervisor learns that its process exited when the process's sockets close, or else only
+#: when its wait between heartbeats (``[workers] min_heartbeat_interval``, 5 s by default) ends: a
+#: large task process still exiting after it closed them held its executor slot up to 5 s longer, and
+#: the next task waited (docs/operations.md). 1 s bounds that, for one heartbeat request per running
+#: task per second.
+AIRFLOW_WORKER_SETTINGS = {"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1"}
+
 
 #: The gold tables a daily run publishes (each an Airflow Asset ``<lake>/gold/<table>``).
 GOLD_TABLES = (

@@ -115,6 +115,14 @@ def test_ports_and_addresses_agree(config: dict) -> None:
     assert "8974" in json.dumps(services["airflow-scheduler"]["healthcheck"])
 
 
+def test_workers_run_with_the_projects_airflow_settings(config: dict) -> None:
+    from basket_insights.config import AIRFLOW_WORKER_SETTINGS
+
+    for name in AIRFLOW_SERVICES:
+        env = config["services"][name]["environment"]
+        assert {key: str(env.get(key)) for key in AIRFLOW_WORKER_SETTINGS} == AIRFLOW_WORKER_SETTINGS, name
+
+
 def test_environment_names_real_settings(config: dict) -> None:
     """Every BASKET_* is a setting the package reads (and valid), every STACK_* one `stack init` reads,
     every AIRFLOW__SECTION__KEY an option Airflow knows."""
