@@ -9,10 +9,11 @@ and publishes them to the lake (gold zone), a SQL database and a daily HTML repo
 wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
               └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
                                                           └> mine_rules
-mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┬> report ─> publish
-                                                  └> evaluate ──────────────────────────────────────┤
-ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┘
+mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┐
+                                                  └> evaluate ──────────────────────────────────────┼─> report
+ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┴─> publish
 ```
+(`report` and `publish` each start once all three are done, and run side by side.)
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
   landing drops, and fails with the missing file named after `BASKET_DROP_WAIT_TIMEOUT`.
@@ -44,10 +45,12 @@ ingest_order_products ─> predict_reorders ────────────
   (`gold/buy_again`), judged on the held-out last orders beside two baselines by the Instacart
   competition's mean F1 (`gold/buy_again_evaluation`, `gold/buy_again_importances`).
 * **report** draws the day's plots (`gold/plots/ds=.../*.png`) and writes a self-contained HTML
-  report (`gold/report/ds=.../index.html`), also served by the "Basket Insights" UI plugin.
+  report (`gold/report/ds=.../index.html`), also served by the "Basket Insights" UI plugin; it emits
+  the `plots` and `report` Assets.
 * **publish** loads the gold tables into the SQL database of `BASKET_DB_CONN_ID` (PostgreSQL `COPY`;
-  SQLite by default), replacing the date's rows in one transaction; it is the only task that emits
-  the gold Assets, so a DAG scheduled on them starts only once the day is fully published.
+  SQLite by default), replacing the date's rows in one transaction, beside `report` (neither needs
+  the other); it emits every other gold Asset, so a DAG scheduled on them starts only once the day is
+  fully published.
 * **link_preferences** links both: each user's and each segment's product-cluster preferences,
   and a second customer segmentation on those preferences.
 
@@ -68,6 +71,7 @@ from airflow.sdk import (
     DeadlineReference,
     Param,
     PokeReturnValue,
+    cross_downstream,
     dag,
     task,
 )
@@ -86,6 +90,8 @@ def _asset(zone: str, table: str) -> Asset:
 BRONZE = {t: _asset("bronze", t) for t in ("departments", "aisles", "products", "orders", "order_products")}
 USER_FEATURES = _asset("silver", "user_features")
 GOLD = {t: _asset("gold", t) for t in GOLD_TABLES}
+#: Files in the lake, final when `report` writes them; `publish` marks every other gold table.
+REPORTED = ("plots", "report")
 
 
 def _lake():
@@ -260,14 +266,14 @@ def basket_insights() -> None:
 
         return run_predict_reorders(_lake(), ds, reorder_settings(SETTINGS), run_id=run_id)
 
-    @task
+    @task(outlets=[GOLD[t] for t in REPORTED])
     def report(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.report import run_report
 
         return run_report(_lake(), ds, run_id=run_id)
 
-    # The only task that marks the day's gold tables as published: after every table committed.
-    @task(outlets=list(GOLD.values()))
+    # Marks the day's gold tables as published: after every table committed.
+    @task(outlets=[asset for table, asset in GOLD.items() if table not in REPORTED])
     def publish(ds: str | None = None, run_id: str | None = None) -> dict:
         from airflow.sdk import Connection
 
@@ -290,10 +296,10 @@ def basket_insights() -> None:
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
     # the one model serves (recommend) and is judged on the hold-out it was fitted without (evaluate)
     evaluation = evaluate()
-    daily_report = report()
-    [rules, preferences] >> model >> shards >> collect_recommendations() >> daily_report
-    model >> evaluation >> daily_report >> publish()
-    order_lines >> predict_reorders() >> daily_report
+    [rules, preferences] >> model >> [shards, evaluation]
+    day = [shards >> collect_recommendations(), evaluation, order_lines >> predict_reorders()]
+    # the report and the SQL tables are written from the same gold tables, side by side
+    cross_downstream(day, [report(), publish()])
 
 
 basket_insights()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from basket_insights.config import GOLD_TABLES
 from tests.conftest import REPO
 
 PROBE = textwrap.dedent(
@@ -81,18 +82,22 @@ def test_task_order(dagbag: dict) -> None:
     assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
     # evaluate judges the model that serves: it runs beside the recommend shards, after the fit
     assert tasks["evaluate"]["upstream"] == ["fit_recommender"]
+    # the report and the SQL publish read the same finished gold tables: side by side, not one after the other
     assert tasks["report"]["upstream"] == ["collect_recommendations", "evaluate", "predict_reorders"]
+    assert tasks["publish"]["upstream"] == ["collect_recommendations", "evaluate", "predict_reorders"]
     # buy again needs only the order history: it runs beside the whole recommendation chain
     assert tasks["predict_reorders"]["upstream"] == ["ingest_order_products"]
-    assert tasks["publish"]["upstream"] == ["report"]
 
 
-def test_only_publish_marks_the_gold_tables_published(dagbag: dict) -> None:
+def test_each_gold_asset_is_marked_once_it_is_final(dagbag: dict) -> None:
+    """The tables when their SQL publish committed, the report's files when the report wrote them."""
     gold = "s3://not-reachable-bucket/gold/"
     emitting = {t for t, task in dagbag["tasks"].items() if any(o.startswith(gold) for o in task["outlets"])}
-    assert emitting == {"publish"}
+    assert emitting == {"publish", "report"}
     published = {o.removeprefix(gold) for o in dagbag["tasks"]["publish"]["outlets"]}
-    assert {"recommendations", "customer_segments", "association_rules", "report", "plots"} <= published
+    reported = {o.removeprefix(gold) for o in dagbag["tasks"]["report"]["outlets"]}
+    assert reported == {"report", "plots"}
+    assert published | reported == set(GOLD_TABLES) and not published & reported
 
 
 def test_the_ui_plugin_loads_with_its_app_and_menu_entry(airflow_home: dict[str, str]) -> None:
