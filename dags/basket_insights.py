@@ -7,14 +7,13 @@ and publishes them to the lake (gold zone), a SQL database and a daily HTML repo
 
 ```
 wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
-              └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴┬> fit_recommender
-                                                          └> mine_rules                           └> link_preferences
-fit_recommender + mine_rules ─> recommend[shards] ─> collect_recommendations ─┐
-fit_recommender ─> evaluate ──────────────────────────────────────────────────┼─> report (and after link_preferences)
-ingest_order_products ─> predict_reorders ────────────────────────────────────┴─> publish
+              └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
+                                                          └> mine_rules
+mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┐
+                                                  └> evaluate ──────────────────────────────────────┼─> report
+ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┴─> publish
 ```
-Each task waits only for the tables it reads: `report` and `publish` run side by side, and
-`link_preferences`, which only the report reads, runs beside the recommendation chain.
+(`report` and `publish` each start once all three are done, and run side by side.)
 
 * **wait_for_drop** waits (reschedule mode) for the day's `orders` and `order_products`
   landing drops, and fails with the missing file named after `BASKET_DROP_WAIT_TIMEOUT`.
@@ -50,10 +49,10 @@ Each task waits only for the tables it reads: `report` and `publish` run side by
   the `plots` and `report` Assets.
 * **publish** loads the gold tables into the SQL database of `BASKET_DB_CONN_ID` (PostgreSQL `COPY`;
   SQLite by default), replacing the date's rows in one transaction, beside `report` (neither needs
-  the other); it emits the Assets of every gold table upstream of it, so a DAG scheduled on them
-  starts only once the day is fully published.
+  the other); it emits every other gold Asset, so a DAG scheduled on them starts only once the day is
+  fully published.
 * **link_preferences** links both: each user's and each segment's product-cluster preferences,
-  and a second customer segmentation on those preferences; it emits their Assets.
+  and a second customer segmentation on those preferences.
 
 A run for `ds` reads only partitions `<= ds`; re-running a date replaces that date's outputs.
 Settings come from `BASKET_*` environment variables (see `include/basket_insights/config.py`);
@@ -91,9 +90,7 @@ def _asset(zone: str, table: str) -> Asset:
 BRONZE = {t: _asset("bronze", t) for t in ("departments", "aisles", "products", "orders", "order_products")}
 USER_FEATURES = _asset("silver", "user_features")
 GOLD = {t: _asset("gold", t) for t in GOLD_TABLES}
-#: Gold tables only in the lake, written beside `publish` and marked by the task that writes them;
-#: `publish` marks every other gold table once the SQL load committed.
-PREFERENCES = ("user_product_preferences", "preference_segments", "segment_product_preferences")
+#: Files in the lake, final when `report` writes them; `publish` marks every other gold table.
 REPORTED = ("plots", "report")
 
 
@@ -213,7 +210,7 @@ def basket_insights() -> None:
 
         return run_cluster_products(_lake(), ds, ProductClusterSettings.from_settings(SETTINGS), run_id=run_id)
 
-    @task(outlets=[GOLD[t] for t in PREFERENCES])
+    @task
     def link_preferences(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.preferences import run_link_preferences
         from basket_insights.segments import SegmentSettings
@@ -276,7 +273,7 @@ def basket_insights() -> None:
         return run_report(_lake(), ds, run_id=run_id)
 
     # Marks the day's gold tables as published: after every table committed.
-    @task(outlets=[asset for table, asset in GOLD.items() if table not in PREFERENCES + REPORTED])
+    @task(outlets=[asset for table, asset in GOLD.items() if table not in REPORTED])
     def publish(ds: str | None = None, run_id: str | None = None) -> dict:
         from airflow.sdk import Connection
 
@@ -293,18 +290,16 @@ def basket_insights() -> None:
     rules = mine_rules()
     [catalog, orders] >> order_lines >> [features, rules]
     preferences = link_preferences()
+    segments_and_clusters = [features >> segment_customers(), catalog >> cluster_products()]
+    segments_and_clusters >> preferences
     model = fit_recommender()
-    cross_downstream([features >> segment_customers(), catalog >> cluster_products()], [preferences, model])
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
     # the one model serves (recommend) and is judged on the hold-out it was fitted without (evaluate)
     evaluation = evaluate()
-    [rules, model] >> shards
-    model >> evaluation
+    [rules, preferences] >> model >> [shards, evaluation]
     day = [shards >> collect_recommendations(), evaluation, order_lines >> predict_reorders()]
     # the report and the SQL tables are written from the same gold tables, side by side
-    daily_report = report()
-    cross_downstream(day, [daily_report, publish()])
-    preferences >> daily_report
+    cross_downstream(day, [report(), publish()])
 
 
 basket_insights()
