@@ -296,6 +296,8 @@ def basket_insights() -> None:
     shards = recommend.expand(shard=list(range(SETTINGS.recommend_shards)))
     # the one model serves (recommend) and is judged on the hold-out it was fitted without (evaluate)
     evaluation = evaluate()
+    # The fit reads no preference: it waits for them so that link_preferences, ready long before a slot
+    # frees, does not take the slot recommend or evaluate needs when the fit ends (docs/benchmarks.md).
     [rules, preferences] >> model >> [shards, evaluation]
     day = [shards >> collect_recommendations(), evaluation, order_lines >> predict_reorders()]
     # the report and the SQL tables are written from the same gold tables, side by side
