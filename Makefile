@@ -18,6 +18,10 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 # a finished task frees its slot within 1 s, not 5 (basket_insights.config.AIRFLOW_WORKER_SETTINGS)
 export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL ?= 1
+# freed memory kept for reuse, not zeroed again by the kernel (basket_insights.config.MALLOC_SETTINGS)
+export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
+export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
+export MALLOC_ARENA_MAX ?= 1
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export BASKET_LAKE_URL ?= file://$(CURDIR)/.lake
 export PATH := $(BIN):$(PATH)

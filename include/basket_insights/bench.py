@@ -448,7 +448,7 @@ def run_baseline(lake_url: str, ds: str, timeout: float, memory_gb: float) -> di
 
 def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, str]:
 
-    from basket_insights.config import AIRFLOW_WORKER_SETTINGS, REPO_ROOT
+    from basket_insights.config import AIRFLOW_WORKER_SETTINGS, MALLOC_SETTINGS, REPO_ROOT
 
     return {
         **os.environ,
@@ -462,6 +462,7 @@ def _airflow_env(home: Any, lake_url: str, extra: dict[str, str]) -> dict[str, s
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
         **AIRFLOW_WORKER_SETTINGS,
+        **MALLOC_SETTINGS,
         **extra,
     }
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from basket_insights.config import AIRFLOW_WORKER_SETTINGS, REPO_ROOT
+from basket_insights.config import AIRFLOW_WORKER_SETTINGS, MALLOC_SETTINGS, REPO_ROOT
 
 #: What ``stack init`` reads (the compose file's init job sets each of them).
 INIT_VARIABLES = (
@@ -263,6 +263,7 @@ def stack_environment(stack: NativeStack, values: dict[str, str], ports: dict[st
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         **AIRFLOW_WORKER_SETTINGS,
+        **MALLOC_SETTINGS,
         "BASKET_LAKE_URL": "s3://lake",
         "BASKET_LAKE_CONN_ID": "lake_s3",
         "BASKET_DB_CONN_ID": "basket_db",

@@ -115,12 +115,13 @@ def test_ports_and_addresses_agree(config: dict) -> None:
     assert "8974" in json.dumps(services["airflow-scheduler"]["healthcheck"])
 
 
-def test_workers_run_with_the_projects_airflow_settings(config: dict) -> None:
-    from basket_insights.config import AIRFLOW_WORKER_SETTINGS
+def test_workers_run_with_the_projects_airflow_and_allocator_settings(config: dict) -> None:
+    from basket_insights.config import AIRFLOW_WORKER_SETTINGS, MALLOC_SETTINGS
 
+    wanted = {**AIRFLOW_WORKER_SETTINGS, **MALLOC_SETTINGS}
     for name in AIRFLOW_SERVICES:
         env = config["services"][name]["environment"]
-        assert {key: str(env.get(key)) for key in AIRFLOW_WORKER_SETTINGS} == AIRFLOW_WORKER_SETTINGS, name
+        assert {key: str(env.get(key)) for key in wanted} == wanted, name
 
 
 def test_environment_names_real_settings(config: dict) -> None:
@@ -148,6 +149,10 @@ def test_environment_names_real_settings(config: dict) -> None:
                     f"bad += [] if {option.lower()!r} in known.get({section.lower()!r}, {{}}).get('options', {{}}) "
                     f"else [{key!r}]"
                 )
+            elif key.startswith("MALLOC_"):
+                from basket_insights.config import MALLOC_SETTINGS
+
+                assert key in MALLOC_SETTINGS, f"{name}: {key} is not one of the allocator settings"
             else:
                 pytest.fail(f"{name}: unexpected variable {key}")
         settings_env = {k: v for k, v in env.items() if k.startswith("BASKET_")}
