@@ -117,8 +117,8 @@ def compiled_input(x: np.ndarray) -> np.ndarray:
     """``x`` as the compiled trees read it: C-ordered float64 (no copy when it already is).
 
     lleaves converts anything else itself in two copies (a cast, then a ravel that transposes a
-    frame's column-ordered ``to_numpy``), several times slower than this one pass and the largest
-    part of buy again's system time (docs/benchmarks.md). Convert once when rows are scored twice."""
+    frame's column-ordered ``to_numpy``), several times slower than this one pass: buy again's
+    system CPU fell from 21-24 s to 14 s (docs/benchmarks.md). Convert once when rows are scored twice."""
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
