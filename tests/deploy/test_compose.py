@@ -122,6 +122,9 @@ def test_workers_run_with_the_projects_airflow_and_allocator_settings(config: di
     for name in AIRFLOW_SERVICES:
         env = config["services"][name]["environment"]
         assert {key: str(env.get(key)) for key in wanted} == wanted, name
+    # `make demo` and `make airflow` run their tasks with the same settings
+    exported = dict(re.findall(r"^export (\w+) \?= (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE))
+    assert {key: exported.get(key) for key in wanted} == wanted
 
 
 def test_environment_names_real_settings(config: dict) -> None:
