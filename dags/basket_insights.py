@@ -6,9 +6,9 @@ clusters, association rules and personalised recommendations, one run per logica
 and publishes them to the lake (gold zone), a SQL database and a daily HTML report.
 
 ```
-wait_for_drop ─> ingest_catalog ─┬──────────────────────────> cluster_products ───┐
-              └> ingest_orders  ─┴> ingest_order_products ─> build_features ─> segment_customers ─┴> link_preferences
-                                                          └> mine_rules
+wait_for_drop ─> ingest_catalog ─┬──────────────────────────────────────────> cluster_products ─────┐
+              └> ingest_orders  ─┴> ingest_order_products ─> shard_history ─> build_features        │
+                                                          └> mine_rules       └> segment_customers ─┴> link_preferences
 mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┐
                                                   └> evaluate ──────────────────────────────────────┼─> report
 ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┴─> publish
@@ -22,7 +22,11 @@ ingest_order_products ─> predict_reorders ────────────
   and the validation results (JSON and Data Docs HTML) to `validation/`. A run ingests `ds`'s
   drop and every earlier drop that is new or changed since it was ingested; each ingest task runs
   for one date at a time, so concurrent dates do not ingest the same earlier drops twice.
-* **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`.
+* **shard_history** keeps the order history also in `BASKET_USER_SHARDS` user shards
+  (`silver/orders.shard-K-of-N`, `silver/order_products.shard-K-of-N`), splitting every date whose
+  bronze partitions changed; with one shard (the default) it has nothing to do.
+* **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`; with user
+  shards, one shard at a time, in its own process or on the Dask scheduler of `BASKET_DASK_ADDRESS`.
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
@@ -192,11 +196,19 @@ def basket_insights() -> None:
             _lake(), ds, max_bad_fraction=params["max_bad_row_fraction"], run_id=run_id, force=params["force_reingest"]
         )
 
+    # Splits the dates it finds changed: one at a time across runs, like the ingests it follows.
+    @task(max_active_tis_per_dag=1)
+    def shard_history(ds: str | None = None, run_id: str | None = None) -> dict:
+        from basket_insights.user_shards import refresh_shards
+
+        return refresh_shards(_lake(), ds, SETTINGS.user_shards, run_id=run_id)
+
     @task(outlets=[USER_FEATURES])
     def build_features(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.features import build_user_features
 
-        return build_user_features(_lake(), ds, run_id=run_id)
+        shards, address = SETTINGS.user_shards, SETTINGS.dask_address
+        return build_user_features(_lake(), ds, shards=shards, dask_address=address, run_id=run_id)
 
     @task
     def segment_customers(ds: str | None = None, run_id: str | None = None) -> dict:
@@ -287,8 +299,10 @@ def basket_insights() -> None:
     drop >> [catalog, orders]
     features = build_features()
     order_lines = ingest_order_products()
+    history = shard_history()
     rules = mine_rules()
-    [catalog, orders] >> order_lines >> [features, rules]
+    [catalog, orders] >> order_lines >> [history, rules]
+    history >> features
     preferences = link_preferences()
     segments_and_clusters = [features >> segment_customers(), catalog >> cluster_products()]
     segments_and_clusters >> preferences

@@ -139,6 +139,13 @@ class Settings:
     recommend_*:
         Recommendations per user, recent orders whose products fire rules, and user shards of the
         mapped ``recommend`` task (``BASKET_RECOMMEND_K``, ``_RECENT_ORDERS``, ``_SHARDS``).
+    user_shards:
+        User shards the order history is also kept in (``silver/orders.shard-K-of-N``,
+        :mod:`basket_insights.user_shards`) and that ``build_features`` computes one at a time
+        (``BASKET_USER_SHARDS``); 1, the default, reads the bronze tables whole as before.
+    dask_address:
+        The ``dask.distributed`` scheduler (``tcp://host:8786``) the sharded steps submit their shards
+        to (``BASKET_DASK_ADDRESS``); ``None``, the default, runs them in the task's own process.
     item_model_products:
         Products of the item-to-item model (EASE's dense N × N solve; ``BASKET_ITEM_MODEL_PRODUCTS``).
     db_conn_id:
@@ -179,6 +186,8 @@ class Settings:
     recommend_k: int = 10
     recommend_recent_orders: int = 3
     recommend_shards: int = 1
+    user_shards: int = 1
+    dask_address: str | None = None
     item_model_products: int = 3000
     db_conn_id: str | None = None
     deadline_minutes: int = 0
@@ -234,6 +243,8 @@ def load_settings() -> Settings:
         recommend_k=_env_int("BASKET_RECOMMEND_K", 10, 1, 1000),
         recommend_recent_orders=_env_int("BASKET_RECOMMEND_RECENT_ORDERS", 3, 1, 100),
         recommend_shards=_env_int("BASKET_RECOMMEND_SHARDS", 1, 1, 256),
+        user_shards=_env_int("BASKET_USER_SHARDS", 1, 1, 4096),
+        dask_address=os.environ.get("BASKET_DASK_ADDRESS") or None,
         item_model_products=_env_int("BASKET_ITEM_MODEL_PRODUCTS", 3000, 0, 20_000),
         db_conn_id=os.environ.get("BASKET_DB_CONN_ID") or None,
         deadline_minutes=_env_int("BASKET_DEADLINE_MINUTES", 0, 0, 7 * 24 * 60),

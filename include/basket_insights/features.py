@@ -143,16 +143,21 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
     return out
 
 
+#: The ``orders`` columns the features need.
+ORDER_COLUMNS = ["order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order"]
+
+
+def _orders_frame(orders: pa.Table) -> pd.DataFrame:
+    """Orders read ``with_ds`` as :func:`compute_user_features` takes them (``order_date`` from ``ds``)."""
+    frame = orders.to_pandas()
+    frame["order_date"] = pd.to_datetime(frame.pop("ds"))
+    return frame
+
+
 def user_features_as_of(lake: Lake, ds: str) -> tuple[pd.DataFrame, int, int]:
     """:func:`compute_user_features` over the bronze orders and lines ``<= ds``; also the rows read."""
     started = time.monotonic()
-    orders_tbl = lake.read_table(
-        "bronze",
-        "orders",
-        up_to=ds,
-        columns=["order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order"],
-        with_ds=True,
-    )
+    orders_tbl = lake.read_table("bronze", "orders", up_to=ds, columns=ORDER_COLUMNS, with_ds=True)
     lines_tbl = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", "reordered"])
     log.info(
         "features ds=%s: read %d orders and %d order lines in %.1f s",
@@ -161,13 +166,57 @@ def user_features_as_of(lake: Lake, ds: str) -> tuple[pd.DataFrame, int, int]:
         lines_tbl.num_rows,
         time.monotonic() - started,
     )
-    orders = orders_tbl.to_pandas()
-    orders["order_date"] = pd.to_datetime(orders.pop("ds"))
-    return compute_user_features(orders, lines_tbl.to_pandas(), ds), orders_tbl.num_rows, lines_tbl.num_rows
+    features = compute_user_features(_orders_frame(orders_tbl), lines_tbl.to_pandas(), ds)
+    return features, orders_tbl.num_rows, lines_tbl.num_rows
 
 
-def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
-    """Read bronze ``<= ds``, compute :func:`compute_user_features`, write ``silver/user_features/ds``.
+_INTEGER_FEATURES = {"total_orders", "days_since_last_order", "tenure_days", "total_items", "distinct_products"}
+#: The columns and types of ``silver/user_features`` (every shard's part has them, empty or not).
+USER_FEATURES_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int32()),
+        ("first_order_date", pa.date32()),
+        ("last_order_date", pa.date32()),
+        *((c, pa.int32() if c in _INTEGER_FEATURES else pa.float64()) for c in FEATURE_COLUMNS),
+    ]
+)
+
+
+def features_table(features: pd.DataFrame) -> pa.Table:
+    """:func:`compute_user_features`'s frame as ``silver/user_features`` stores it (dates as ``date32``)."""
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    for column in ("first_order_date", "last_order_date"):
+        table = table.set_column(
+            table.schema.get_field_index(column), column, table.column(column).cast(pa.timestamp("s")).cast(pa.date32())
+        )
+    return table.cast(USER_FEATURES_SCHEMA)
+
+
+def shard_user_features(lake_url: str, conn_id: str | None, ds: str, shards: int, shard: int) -> dict:
+    """One user shard's features as of ``ds`` from its history shard
+    (:mod:`basket_insights.user_shards`), written as an uncommitted part of ``silver/user_features``.
+
+    Takes the lake's URL and connection id (not a ``Lake``) so that it runs on a Dask worker too.
+    """
+    from basket_insights.user_shards import read_shard_lines, read_shard_orders
+
+    lake = Lake(lake_url, conn_id)
+    orders_tbl = read_shard_orders(lake, ds, shard, shards, columns=ORDER_COLUMNS, with_ds=True)
+    lines_tbl = read_shard_lines(lake, ds, shard, shards, columns=["order_id", "product_id", "reordered"])
+    features = compute_user_features(_orders_frame(orders_tbl), lines_tbl.to_pandas(), ds)
+    part = lake.write_part("silver", "user_features", ds, features_table(features))
+    return {"part": part, "rows": len(features), "orders": orders_tbl.num_rows, "order_lines": lines_tbl.num_rows}
+
+
+def build_user_features(
+    lake: Lake, ds: str, *, shards: int = 1, dask_address: str | None = None, run_id: str = ""
+) -> dict:
+    """Compute :func:`compute_user_features` as of ``ds`` and commit ``silver/user_features/ds``.
+
+    With one shard, from the bronze tables in this process; with more, each user shard from its
+    history shard (:func:`shard_user_features`, mapped by :func:`basket_insights.shard_map.map_shards`:
+    here one after another, or on the Dask scheduler at ``dask_address``), the parts committed
+    together. The rows are the same either way; with shards, in shard order (each part by user).
 
     Returns
     -------
@@ -175,20 +224,29 @@ def build_user_features(lake: Lake, ds: str, *, run_id: str = "") -> dict:
         ``users``, ``orders``, ``order_lines`` counted and the partition written.
     """
     started = time.monotonic()
-    features, n_orders, n_lines = user_features_as_of(lake, ds)
-    table = pa.Table.from_pandas(features, preserve_index=False)
-    for column in ("first_order_date", "last_order_date"):
-        table = table.set_column(
-            table.schema.get_field_index(column), column, table.column(column).cast(pa.timestamp("s")).cast(pa.date32())
-        )
-    lake.write_table("silver", "user_features", ds, table, run_id=run_id)
-    log.info("build_features ds=%s: %d users with features in %.1f s", ds, len(features), time.monotonic() - started)
+    if shards == 1:
+        features, n_orders, n_lines = user_features_as_of(lake, ds)
+        table = features_table(features)
+        lake.write_table("silver", "user_features", ds, table, run_id=run_id)
+        users = table.num_rows
+    else:
+        from functools import partial
+
+        from basket_insights.shard_map import map_shards
+
+        work = partial(shard_user_features, lake.url, lake.conn_id, ds, shards)
+        done = map_shards(work, shards, label=f"build_features ds={ds}", address=dask_address)
+        users, n_orders, n_lines = (sum(d[k] for d in done) for k in ("rows", "orders", "order_lines"))
+        parts = [d["part"] for d in done]
+        lake.commit_parts("silver", "user_features", ds, parts, users, USER_FEATURES_SCHEMA, run_id=run_id)
+    log.info("build_features ds=%s: %d users with features in %.1f s", ds, users, time.monotonic() - started)
     return {
         "rows_in": n_orders + n_lines,
-        "rows_out": len(features),
-        "users": len(features),
+        "rows_out": users,
+        "users": users,
         "orders": n_orders,
         "order_lines": n_lines,
+        "shards": shards,
         "partition": lake.display(lake.partition("silver", "user_features", ds)),
     }
 

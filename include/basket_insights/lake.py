@@ -350,6 +350,15 @@ class Lake:
         extra: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """Write a pyarrow table as one parquet file of the partition and commit it."""
+        stored = self.write_part(zone, table, ds, data)
+        return self.commit_parts(zone, table, ds, [stored], data.num_rows, data.schema, run_id=run_id, extra=extra)
+
+    def write_part(self, zone: str, table: str, ds: str, data: pa.Table) -> str:
+        """Write ``data`` as a new parquet file of the partition without committing it; its name.
+
+        Several writers (the user shards of one step, on other machines) each write a part, then one
+        :meth:`commit_parts` makes them the partition at once: readers never see some parts only.
+        """
         part = self._partition_key(zone, table, ds)
         self._ensure_dir(part)
         stored = f"part-{uuid.uuid4().hex[:12]}.parquet"
@@ -360,7 +369,25 @@ class Lake:
             pq.write_table(data, target, filesystem=self.arrow_fs, compression="zstd", use_dictionary=text)
         except Exception as exc:
             raise LakeError(f"could not write {self.display(target)}: {exc}") from exc
-        return self._commit_manifest(part, ds, [stored], data.num_rows, data.schema, run_id, extra)
+        return stored
+
+    def commit_parts(
+        self,
+        zone: str,
+        table: str,
+        ds: str,
+        parts: list[str],
+        rows: int,
+        schema: pa.Schema,
+        *,
+        run_id: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Commit the partition as exactly ``parts`` (names :meth:`write_part` returned, read in this
+        order), ``rows`` rows of ``schema`` in all; the partition's earlier files stop being read."""
+        part = self._partition_key(zone, table, ds)
+        self._ensure_dir(part)
+        return self._commit_manifest(part, ds, list(parts), rows, schema, run_id, extra)
 
     def write_files(
         self,

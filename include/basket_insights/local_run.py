@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 #: The steps in the DAG's order; ``run_day(..., through=step)`` stops after ``step``.
 STEPS = (
     "ingest",
+    "shard_history",
     "build_features",
     "segment_customers",
     "cluster_products",
@@ -47,6 +48,7 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
     from basket_insights.report import run_report
     from basket_insights.rules import RuleSettings, run_mine_rules
     from basket_insights.segments import SegmentSettings, run_segment_customers
+    from basket_insights.user_shards import refresh_shards
 
     if through not in STEPS or set(skip) - set(STEPS):
         raise ValueError(f"steps are {', '.join(STEPS)}")
@@ -64,7 +66,10 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
 
     runs = {
         "ingest": ingest_all,
-        "build_features": lambda: build_user_features(lake, ds),
+        "shard_history": lambda: refresh_shards(lake, ds, settings.user_shards),
+        "build_features": lambda: build_user_features(
+            lake, ds, shards=settings.user_shards, dask_address=settings.dask_address
+        ),
         "segment_customers": lambda: run_segment_customers(lake, ds, segments),
         "cluster_products": lambda: run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings)),
         "link_preferences": lambda: run_link_preferences(lake, ds, segments),

@@ -369,6 +369,8 @@ def run_segment_customers(lake: Lake, ds: str, settings: SegmentSettings, *, run
     """Segment the users of ``silver/user_features/ds``; write the three gold segment tables."""
     started = time.monotonic()
     features = lake.read_table("silver", "user_features", dates=[ds]).to_pandas()
+    if not features["user_id"].is_monotonic_increasing:  # written by user shards: one part per shard
+        features = features.sort_values("user_id", ignore_index=True)
     log.info("segment_customers ds=%s: %d users read", ds, len(features))
     result = segment_users(features, settings, reference_profiles(lake, ds, settings))
     if ds == settings.reference_date:  # the day's own segmentation is the reference: keep it for later days

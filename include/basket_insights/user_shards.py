@@ -1,0 +1,131 @@
+"""The order history kept in user shards, so that a step can read one shard's customers at a time.
+
+Every customer belongs to one of ``shards`` shards (:func:`shard_of`: a fixed hash of the user id,
+the same in every process, machine and release). For each shard the silver zone holds the bronze
+``orders`` and ``order_products`` of its customers, partitioned by date like bronze:
+
+``silver/orders.shard-K-of-N/ds=D/`` and ``silver/order_products.shard-K-of-N/ds=D/``
+
+(the lines with their order's ``user_id``). :func:`refresh_shards` keeps them in step with bronze:
+it splits every date ``<= ds`` whose bronze partitions changed since it was last split (a drop
+ingested for the first time, re-ingested or corrected), so point-in-time reads (``up_to=ds``) and
+re-runs of one date read the same history as the bronze tables do. A date is split in one pass:
+the shards' orders, then their lines, shard by shard; the last lines partition written records
+which bronze files it came from, so a pass killed half-way is simply done again by the next run.
+
+:func:`read_shard_orders` and :func:`read_shard_lines` read one shard's history ``<= ds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from basket_insights.lake import Lake, check_ds
+
+log = logging.getLogger(__name__)
+
+#: The bronze tables kept in shards; the lines are written last (see the module docstring).
+SHARDED = ("orders", "order_products")
+
+
+def shard_table(table: str, shard: int, shards: int) -> str:
+    """The silver table of ``table``'s rows of one shard: ``orders.shard-3-of-8``."""
+    if table not in SHARDED:
+        raise ValueError(f"only {', '.join(SHARDED)} are kept in shards, not {table!r}")
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not one of 0 .. {shards - 1}")
+    return f"{table}.shard-{shard}-of-{shards}"
+
+
+def shard_of(user_ids: np.ndarray, shards: int) -> np.ndarray:
+    """The shard (``0 .. shards - 1``) of each user id.
+
+    The finaliser of splitmix64 (a bijective mix of the 64 bits) then the remainder: consecutive ids,
+    as shops hand them out, spread evenly over the shards, and the assignment depends on nothing but
+    the id and ``shards`` (unlike Python's ``hash``, which is salted per process).
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    z = np.asarray(user_ids).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z % np.uint64(shards)).astype(np.int32)
+
+
+def split_day(orders: pa.Table, lines: pa.Table, shards: int) -> list[tuple[pa.Table, pa.Table]]:
+    """One date's bronze orders and lines as ``(orders, lines)`` per shard; the lines gain ``user_id``.
+
+    A line belongs to its order's customer (an order line refers to an order of the same day's drop,
+    :func:`basket_insights.ingest.ingest_order_products`); lines of no order of the day are dropped,
+    as :func:`basket_insights.features.load_history` drops them.
+    """
+    order_ids = orders.column("order_id").to_numpy()
+    user_ids = orders.column("user_id").to_numpy()
+    order_shard = shard_of(user_ids, shards)
+    line_orders = lines.column("order_id").to_numpy()
+    size = int(max(order_ids.max(initial=0), line_orders.max(initial=0))) + 1
+    row_of = np.full(size, -1, dtype=np.int64)
+    row_of[order_ids] = np.arange(len(order_ids))
+    line_rows = row_of[line_orders]
+    known = line_rows >= 0
+    lines = lines.append_column("user_id", pa.array(np.where(known, user_ids[np.maximum(line_rows, 0)], 0)))
+    line_shard = np.where(known, order_shard[np.maximum(line_rows, 0)], -1)
+    return [(orders.filter(pa.array(order_shard == k)), lines.filter(pa.array(line_shard == k))) for k in range(shards)]
+
+
+def bronze_files(lake: Lake, ds: str) -> dict[str, dict[str, list[str]]]:
+    """Per date ``<= ds`` with both bronze tables committed, the files each table's partition holds."""
+    manifests = {table: lake.manifests("bronze", table, up_to=check_ds(ds)) for table in SHARDED}
+    dates = sorted(set(manifests["orders"]) & set(manifests["order_products"]))
+    return {d: {table: manifests[table][d].files for table in SHARDED} for d in dates}
+
+
+def stale_dates(lake: Lake, ds: str, shards: int, source: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Dates of ``source`` (:func:`bronze_files`) whose shards are missing or were split from other files."""
+    last = lake.manifests("silver", shard_table("order_products", shards - 1, shards), up_to=ds)
+    return [d for d, files in source.items() if d not in last or last[d].extra.get("source") != files]
+
+
+def refresh_shards(lake: Lake, ds: str, shards: int, *, run_id: str = "") -> dict:
+    """Split every date ``<= ds`` whose bronze partitions changed since (:func:`stale_dates`) into the
+    shard tables; the dates and order lines split."""
+    if shards == 1:  # the bronze tables are that one shard: nothing to split
+        return {"shards": 1, "dates_split": 0, "rows_in": 0, "rows_out": 0}
+    started = time.monotonic()
+    source = bronze_files(lake, ds)
+    dates = stale_dates(lake, ds, shards, source)
+    log.info("user shards: %d of %d dates <= %s to split into %d shards", len(dates), len(source), ds, shards)
+    rows = 0
+    for i, day in enumerate(dates, 1):
+        orders = lake.read_table("bronze", "orders", dates=[day])
+        lines = lake.read_table("bronze", "order_products", dates=[day])
+        pieces = split_day(orders, lines, shards)
+        for k, (shard_orders, _) in enumerate(pieces):
+            lake.write_table("silver", shard_table("orders", k, shards), day, shard_orders, run_id=run_id)
+        for k, (_, shard_lines) in enumerate(pieces):
+            # the last partition of the pass records what it was split from (see the module docstring)
+            extra = {"source": source[day]} if k == shards - 1 else None
+            table = shard_table("order_products", k, shards)
+            lake.write_table("silver", table, day, shard_lines, run_id=run_id, extra=extra)
+        rows += lines.num_rows
+        if i % 30 == 0 or i == len(dates):
+            seconds = time.monotonic() - started
+            log.info("user shards: %d/%d dates split (%d order lines, %.1f s)", i, len(dates), rows, seconds)
+    return {"shards": shards, "dates_split": len(dates), "rows_in": rows, "rows_out": rows}
+
+
+def read_shard_orders(
+    lake: Lake, ds: str, shard: int, shards: int, columns: list[str], *, with_ds: bool = False
+) -> pa.Table:
+    """One shard's bronze ``orders`` columns ``<= ds`` (optionally with the partition date ``ds``)."""
+    return lake.read_table("silver", shard_table("orders", shard, shards), up_to=ds, columns=columns, with_ds=with_ds)
+
+
+def read_shard_lines(lake: Lake, ds: str, shard: int, shards: int, columns: list[str]) -> pa.Table:
+    """One shard's bronze ``order_products`` columns (and ``user_id``) ``<= ds``."""
+    return lake.read_table("silver", shard_table("order_products", shard, shards), up_to=ds, columns=columns)
