@@ -16,6 +16,7 @@ from tests.conftest import REPO, VENV_BIN
 COMPOSE = REPO / "docker-compose.yaml"
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker"}  # fmt: skip
+DASK_SERVICES = {"dask-scheduler", "dask-worker"}
 
 
 def _compose_config(compose_file: Path, env_file: Path) -> tuple[int, str, str]:
@@ -56,7 +57,7 @@ def test_the_validator_rejects_a_broken_file(tmp_path: Path) -> None:
 
 def test_services_and_health_checks(config: dict) -> None:
     services = config["services"]
-    assert set(services) == AIRFLOW_SERVICES | {"postgres", "redis", "seaweedfs"}
+    assert set(services) == AIRFLOW_SERVICES | DASK_SERVICES | {"postgres", "redis", "seaweedfs"}
     for name, service in services.items():
         if name == "airflow-init":  # a one-off job; everything else waits for it to complete
             assert service["healthcheck"] == {"disable": True}
@@ -113,6 +114,34 @@ def test_ports_and_addresses_agree(config: dict) -> None:
     assert env["BASKET_LAKE_URL"] == "s3://lake"
     # the scheduler health check asks the port the scheduler serves it on by default
     assert "8974" in json.dumps(services["airflow-scheduler"]["healthcheck"])
+
+
+def test_the_dask_cluster_serves_the_sharded_steps_with_the_projects_code_and_lake(config: dict) -> None:
+    services = config["services"]
+    task_env = services["airflow-worker"]["environment"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    assert task_env["BASKET_DASK_ADDRESS"] == "tcp://dask-scheduler:8786" and int(task_env["BASKET_USER_SHARDS"]) > 1
+    assert "--port 8786" in scheduler["command"][-1] and [p["target"] for p in scheduler["ports"]] == [8787]
+    assert "exec dask worker tcp://dask-scheduler:8786" in worker["command"][-1]
+    assert "--memory-limit 6GB" in worker["command"][-1]  # the bound on any one process
+    for service in (scheduler, worker):
+        assert service["image"] == services["airflow-worker"]["image"]  # the project's code and pins
+    assert worker["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+    assert services["airflow-worker"]["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+    # the workers read the lake outside Airflow's tasks: the connection is in their environment, as
+    # `stack init` creates it for the tasks (same credentials, same endpoint)
+    env = worker["environment"]
+    conn = json.loads(env[f"AIRFLOW_CONN_{env['BASKET_LAKE_CONN_ID'].upper()}"])
+    values = dict(
+        line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )  # fmt: skip
+    assert conn == {
+        "conn_type": "aws",
+        "login": values["S3_ACCESS_KEY_ID"],
+        "password": values["S3_SECRET_ACCESS_KEY"],
+        "extra": {"endpoint_url": services["airflow-init"]["environment"]["STACK_S3_ENDPOINT"]},
+    }
 
 
 def test_workers_run_with_the_projects_airflow_and_allocator_settings(config: dict) -> None:
