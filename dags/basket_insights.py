@@ -7,8 +7,9 @@ and publishes them to the lake (gold zone), a SQL database and a daily HTML repo
 
 ```
 wait_for_drop ─> ingest_catalog ─┬──────────────────────────────────────────> cluster_products ─────┐
-              └> ingest_orders  ─┴> ingest_order_products ─> shard_history ─> build_features        │
-                                                          └> mine_rules       └> segment_customers ─┴> link_preferences
+              └> ingest_orders  ─┴> ingest_order_products ─> shard_history ─┬> build_features       │
+                                                                            │ └> segment_customers ─┴> link_preferences
+                                                                            └> mine_rules
 mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┐
                                                   └> evaluate ──────────────────────────────────────┼─> report
 ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┴─> publish
@@ -25,8 +26,9 @@ ingest_order_products ─> predict_reorders ────────────
 * **shard_history** keeps the order history also in `BASKET_USER_SHARDS` user shards
   (`silver/orders.shard-K-of-N`, `silver/order_products.shard-K-of-N`), splitting every date whose
   bronze partitions changed; with one shard (the default) it has nothing to do.
-* **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`; with user
-  shards, one shard at a time, in its own process or on the Dask scheduler of `BASKET_DASK_ADDRESS`.
+* **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`. With user
+  shards it and **mine_rules** read the history one shard at a time, in the task's own process or on
+  the Dask scheduler of `BASKET_DASK_ADDRESS` (the same outputs either way).
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
@@ -233,7 +235,8 @@ def basket_insights() -> None:
     def mine_rules(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.rules import RuleSettings, run_mine_rules
 
-        return run_mine_rules(_lake(), ds, RuleSettings.from_settings(SETTINGS), run_id=run_id)
+        settings, shards, address = RuleSettings.from_settings(SETTINGS), SETTINGS.user_shards, SETTINGS.dask_address
+        return run_mine_rules(_lake(), ds, settings, shards=shards, dask_address=address, run_id=run_id)
 
     @task
     def fit_recommender(ds: str | None = None, run_id: str | None = None) -> dict:
@@ -301,8 +304,7 @@ def basket_insights() -> None:
     order_lines = ingest_order_products()
     history = shard_history()
     rules = mine_rules()
-    [catalog, orders] >> order_lines >> [history, rules]
-    history >> features
+    [catalog, orders] >> order_lines >> history >> [features, rules]
     preferences = link_preferences()
     segments_and_clusters = [features >> segment_customers(), catalog >> cluster_products()]
     segments_and_clusters >> preferences

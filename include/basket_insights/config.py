@@ -141,8 +141,8 @@ class Settings:
         mapped ``recommend`` task (``BASKET_RECOMMEND_K``, ``_RECENT_ORDERS``, ``_SHARDS``).
     user_shards:
         User shards the order history is also kept in (``silver/orders.shard-K-of-N``,
-        :mod:`basket_insights.user_shards`) and that ``build_features`` computes one at a time
-        (``BASKET_USER_SHARDS``); 1, the default, reads the bronze tables whole as before.
+        :mod:`basket_insights.user_shards`) and that the sharded steps (``build_features``,
+        ``mine_rules``) read one at a time (``BASKET_USER_SHARDS``); 1, the default, reads bronze whole.
     dask_address:
         The ``dask.distributed`` scheduler (``tcp://host:8786``) the sharded steps submit their shards
         to (``BASKET_DASK_ADDRESS``); ``None``, the default, runs them in the task's own process.

@@ -73,7 +73,9 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         "segment_customers": lambda: run_segment_customers(lake, ds, segments),
         "cluster_products": lambda: run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings)),
         "link_preferences": lambda: run_link_preferences(lake, ds, segments),
-        "mine_rules": lambda: run_mine_rules(lake, ds, rules),
+        "mine_rules": lambda: run_mine_rules(
+            lake, ds, rules, shards=settings.user_shards, dask_address=settings.dask_address
+        ),
         "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, segments, recommending),
         "recommend": recommend,
         "evaluate": lambda: run_evaluate(lake, ds, rules, recommending),

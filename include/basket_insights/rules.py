@@ -166,6 +166,160 @@ def _count_pairs(matrices: list[np.ndarray], width: int, threads: int = 2) -> np
         return sum(pool.map(count, parts))
 
 
+def item_occurrences(baskets: Baskets) -> np.ndarray:
+    """Lines per item id (``bincount``): an upper bound of the baskets holding each item. Over user
+    shards the occurrences add up, padded to the longest."""
+    items = np.asarray(baskets.items)
+    if len(items) and items.min() < 0:
+        raise ValueError("item ids must be >= 0")
+    return np.bincount(items) if len(items) else np.zeros(0, dtype=np.int64)
+
+
+def support_threshold(n_baskets: int, min_support: float, min_count: int) -> int:
+    """The baskets an itemset needs: ``min_support`` of them, at least ``min_count`` and 1."""
+    return max(int(np.ceil(min_support * n_baskets - 1e-9)), int(min_count), 1)
+
+
+def coded_groups(baskets: Baskets, candidates: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """The baskets re-coded to the ``candidates``' dense codes (other items dropped), as size groups
+    (:func:`_size_groups`), and the code of every basket left with exactly one candidate."""
+    n1 = len(candidates)
+    items = np.asarray(baskets.items)
+    n_baskets = baskets.n_baskets
+    size = max(int(items.max(initial=-1)) + 1, int(candidates.max(initial=-1)) + 1)
+    code_of = np.full(size, n1, dtype=np.int32)  # n1 = "not a candidate"
+    code_of[candidates] = np.arange(n1, dtype=np.int32)
+    codes = code_of[items]
+    valid = codes < n1
+    # the new CSR offsets from the valid entries per basket (reduceat over non-empty baskets only)
+    per_basket = np.zeros(n_baskets, dtype=np.int64)
+    nonempty = np.flatnonzero(np.diff(baskets.indptr) > 0)
+    per_basket[nonempty] = np.add.reduceat(valid.view(np.int8), baskets.indptr[nonempty], dtype=np.int64)
+    indptr = np.zeros(n_baskets + 1, dtype=np.int64)
+    np.cumsum(per_basket, out=indptr[1:])
+    codes = codes[valid]
+    groups = _size_groups(codes, indptr, sentinel=n1)
+    singles = codes[indptr[np.flatnonzero(np.diff(indptr) == 1)]]
+    return groups, singles
+
+
+def count_items_and_pairs(
+    groups: dict[int, np.ndarray], singles: np.ndarray, n1: int, pairs: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Exact baskets per candidate (``n1``) and, with ``pairs``, per candidate pair (``n1 × n1``,
+    ``i < j`` above the diagonal) of :func:`coded_groups`' output; over user shards they add up."""
+    width = n1 + 1
+    item_counts = np.bincount(singles, minlength=width)
+    for matrix in groups.values():
+        item_counts += np.bincount(matrix.ravel(), minlength=width)
+    pair_counts = _count_pairs(list(groups.values()), width).reshape(width, width)[:n1, :n1] if pairs else None
+    return item_counts[:n1], pair_counts
+
+
+@dataclass(frozen=True)
+class TriplePlan:
+    """The candidate triples (Apriori: all three sub-pairs frequent) of the frequent pairs ``pi < pj``
+    (codes among ``n1`` candidates), keyed for counting: only items of some frequent pair matter."""
+
+    in_pair: np.ndarray  # (n1,) bool: the item is in a frequent pair
+    local: np.ndarray  # (n1,) its code among those items (n2 when not)
+    frequent_pair: np.ndarray  # (n2 + 1, n2 + 1) bool
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    keys: np.ndarray  # ascending (a · n2 + b) · n2 + c
+
+    @property
+    def n2(self) -> int:
+        return len(self.frequent_pair) - 1
+
+
+def plan_triples(pi: np.ndarray, pj: np.ndarray, n1: int) -> TriplePlan | None:
+    """:class:`TriplePlan` of the frequent pairs, or ``None`` when no triple can be frequent."""
+    in_pair = np.zeros(n1, dtype=bool)
+    in_pair[pi] = True
+    in_pair[pj] = True
+    sub = np.flatnonzero(in_pair)  # codes of items in some frequent pair, ascending
+    n2 = len(sub)
+    local = np.full(n1, n2, dtype=np.int64)
+    local[sub] = np.arange(n2)
+    frequent_pair = np.zeros((n2 + 1, n2 + 1), dtype=bool)
+    frequent_pair[local[pi], local[pj]] = True
+    # candidates a < b < c with ab, ac, bc frequent, as sorted keys
+    cand_a, cand_b, cand_c = [], [], []
+    for a, b in zip(*np.nonzero(frequent_pair[:n2, :n2]), strict=True):
+        cs = np.flatnonzero(frequent_pair[a, :n2] & frequent_pair[b, :n2])
+        cs = cs[cs > b]
+        if len(cs):
+            cand_a.append(np.full(len(cs), a))
+            cand_b.append(np.full(len(cs), b))
+            cand_c.append(cs)
+    if not cand_a:
+        return None
+    ca, cb, cc = np.concatenate(cand_a), np.concatenate(cand_b), np.concatenate(cand_c)
+    keys = (ca * n2 + cb) * n2 + cc  # ascending: generated in (a, b, c) order
+    return TriplePlan(in_pair, local, frequent_pair, ca, cb, cc, keys)
+
+
+def count_triples(groups: dict[int, np.ndarray], plan: TriplePlan) -> np.ndarray:
+    """Exact baskets holding each of ``plan``'s candidate triples; over user shards they add up."""
+    n2, frequent_pair = plan.n2, plan.frequent_pair
+    counts = np.zeros(len(plan.keys), dtype=np.int64)
+    for m, matrix in _compact(groups, plan.in_pair, plan.local, sentinel=n2).items():
+        ia, ib, ic = (np.array(x) for x in zip(*_triples(m), strict=True))
+        step = max(1, _CHUNK_PAIRS // len(ia))
+        for start in range(0, len(matrix), step):
+            block = matrix[start : start + step]
+            a, b, c = block[:, ia].ravel(), block[:, ib].ravel(), block[:, ic].ravel()
+            ok = frequent_pair[a, b] & frequent_pair[a, c] & frequent_pair[b, c]
+            keys = (a[ok] * n2 + b[ok]) * n2 + c[ok]
+            counts += np.bincount(np.searchsorted(plan.keys, keys), minlength=len(plan.keys))
+    return counts
+
+
+def itemsets_frame(
+    candidates: np.ndarray,
+    item_counts: np.ndarray,
+    pair_counts: np.ndarray | None,
+    triples: tuple[TriplePlan, np.ndarray] | None,
+    threshold: int,
+    n_baskets: int,
+) -> pd.DataFrame:
+    """:func:`frequent_itemsets`' table from the exact counts (summed over shards or not)."""
+    columns = ["support", "itemsets", "count", "length"]
+    frequent_items = np.flatnonzero(item_counts >= threshold)
+    out = [
+        pd.DataFrame({"items": [(int(candidates[i]),) for i in frequent_items], "count": item_counts[frequent_items]})
+    ]
+    if pair_counts is not None:
+        pi, pj = frequent_pairs(pair_counts, threshold)
+        out.append(
+            pd.DataFrame(
+                {
+                    "items": list(zip(candidates[pi].tolist(), candidates[pj].tolist(), strict=True)),
+                    "count": pair_counts[pi, pj],
+                }
+            )
+        )
+    if triples is not None:
+        plan, counts = triples
+        hit = counts >= threshold
+        to_item = candidates[np.flatnonzero(plan.in_pair)]
+        items = zip(*(to_item[x[hit]].tolist() for x in (plan.a, plan.b, plan.c)), strict=True)
+        out.append(pd.DataFrame({"items": list(items), "count": counts[hit]}))
+    result = pd.concat(out, ignore_index=True)
+    result["support"] = result["count"] / n_baskets
+    result["itemsets"] = [frozenset(t) for t in result["items"]]
+    result["length"] = [len(t) for t in result["items"]]
+    result = result.sort_values(["length", "count", "items"], ascending=[True, False, True], kind="stable")
+    return result[columns].reset_index(drop=True)
+
+
+def frequent_pairs(pair_counts: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``(i, j)``, ``i < j``, of the candidate pairs in at least ``threshold`` baskets."""
+    return np.nonzero(pair_counts >= threshold)
+
+
 def frequent_itemsets(
     baskets: Baskets,
     min_support: float,
@@ -191,127 +345,42 @@ def frequent_itemsets(
         mlxtend's format: ``support`` (float) and ``itemsets`` (``frozenset`` of item ids), plus
         ``count`` (baskets) and ``length``; sorted by length, then count descending, then items.
     """
+    check_itemset_settings(min_support, max_len)
+    started = time.monotonic()
+    n_baskets = baskets.n_baskets
+    if n_baskets == 0 or len(baskets.items) == 0:
+        return no_itemsets()
+    threshold = support_threshold(n_baskets, min_support, min_count)
+    # 1. Occurrences bound basket counts from above: items seen fewer times cannot be frequent.
+    candidates = np.flatnonzero(item_occurrences(baskets) >= threshold)
+    if len(candidates) == 0:
+        return no_itemsets()
+    # 2. Exact item and pair counts from row-sorted, de-duplicated size groups.
+    groups, singles = coded_groups(baskets, candidates)
+    item_counts, pair_counts = count_items_and_pairs(groups, singles, len(candidates), max_len >= 2)
+    # 3. Triples of items whose three sub-pairs are frequent.
+    triples = None
+    if max_len >= 3:
+        plan = plan_triples(*frequent_pairs(pair_counts, threshold), len(candidates))
+        triples = (plan, count_triples(groups, plan)) if plan is not None else None
+    result = itemsets_frame(candidates, item_counts, pair_counts, triples, threshold, n_baskets)
+    log.debug(
+        "frequent_itemsets: %d itemsets from %d baskets in %.2f s", len(result), n_baskets, time.monotonic() - started
+    )
+    return result
+
+
+def no_itemsets() -> pd.DataFrame:
+    """:func:`frequent_itemsets`' table when nothing is frequent."""
+    return pd.DataFrame({c: [] for c in ("support", "itemsets", "count", "length")})
+
+
+def check_itemset_settings(min_support: float, max_len: int) -> None:
+    """Refuse a minimum support outside (0, 1] or itemsets not of 1–3 items."""
     if not 0 < min_support <= 1:
         raise ValueError(f"min_support must be in (0, 1], got {min_support}")
     if max_len not in (1, 2, 3):
         raise ValueError(f"max_len must be 1, 2 or 3, got {max_len}")
-    started = time.monotonic()
-    n_baskets = baskets.n_baskets
-    columns = ["support", "itemsets", "count", "length"]
-    items = np.asarray(baskets.items)
-    if n_baskets == 0 or len(items) == 0:
-        return pd.DataFrame({c: [] for c in columns})
-    if items.min() < 0:
-        raise ValueError("item ids must be >= 0")
-    threshold = max(int(np.ceil(min_support * n_baskets - 1e-9)), int(min_count), 1)
-
-    # 1. Occurrences bound basket counts from above: items seen fewer times cannot be frequent.
-    occurrences = np.bincount(items)
-    candidates = np.flatnonzero(occurrences >= threshold)
-    n1 = len(candidates)
-    if n1 == 0:
-        return pd.DataFrame({c: [] for c in columns})
-    code_of = np.full(len(occurrences), n1, dtype=np.int32)  # n1 = "not a candidate"
-    code_of[candidates] = np.arange(n1, dtype=np.int32)
-    codes = code_of[items]
-    valid = codes < n1
-    # the new CSR offsets from the valid entries per basket (reduceat over non-empty baskets only)
-    per_basket = np.zeros(n_baskets, dtype=np.int64)
-    nonempty = np.flatnonzero(np.diff(baskets.indptr) > 0)
-    per_basket[nonempty] = np.add.reduceat(valid.view(np.int8), baskets.indptr[nonempty], dtype=np.int64)
-    indptr = np.zeros(n_baskets + 1, dtype=np.int64)
-    np.cumsum(per_basket, out=indptr[1:])
-    codes = codes[valid]
-
-    # 2. Exact item and pair counts from row-sorted, de-duplicated size groups.
-    groups = _size_groups(codes, indptr, sentinel=n1)
-    singles = codes[indptr[np.flatnonzero(np.diff(indptr) == 1)]]
-    item_counts = np.bincount(singles, minlength=n1 + 1)
-    width = n1 + 1
-    for matrix in groups.values():
-        item_counts += np.bincount(matrix.ravel(), minlength=width)
-    pair_counts = _count_pairs(list(groups.values()), width) if max_len >= 2 else None
-    item_counts = item_counts[:n1]
-    frequent_items = np.flatnonzero(item_counts >= threshold)
-    out = [
-        pd.DataFrame({"items": [(int(candidates[i]),) for i in frequent_items], "count": item_counts[frequent_items]})
-    ]
-
-    if pair_counts is not None:
-        pair_counts = pair_counts.reshape(width, width)[:n1, :n1]
-        pi, pj = np.nonzero(pair_counts >= threshold)
-        out.append(
-            pd.DataFrame(
-                {
-                    "items": list(zip(candidates[pi].tolist(), candidates[pj].tolist(), strict=True)),
-                    "count": pair_counts[pi, pj],
-                }
-            )
-        )
-        if max_len >= 3 and len(pi):
-            out.append(_frequent_triples(groups, pi, pj, n1, candidates, threshold))
-    result = pd.concat(out, ignore_index=True)
-    result["support"] = result["count"] / n_baskets
-    result["itemsets"] = [frozenset(t) for t in result["items"]]
-    result["length"] = [len(t) for t in result["items"]]
-    result = result.sort_values(["length", "count", "items"], ascending=[True, False, True], kind="stable")
-    log.debug(
-        "frequent_itemsets: %d itemsets from %d baskets in %.2f s", len(result), n_baskets, time.monotonic() - started
-    )
-    return result[columns].reset_index(drop=True)
-
-
-def _frequent_triples(
-    groups: dict[int, np.ndarray],
-    pi: np.ndarray,
-    pj: np.ndarray,
-    n1: int,
-    candidates: np.ndarray,
-    threshold: int,
-) -> pd.DataFrame:
-    """Exact counts of the triples whose three sub-pairs are frequent (Apriori candidates)."""
-    in_pair = np.zeros(n1, dtype=bool)
-    in_pair[pi] = True
-    in_pair[pj] = True
-    sub = np.flatnonzero(in_pair)  # codes of items in some frequent pair, ascending
-    n2 = len(sub)
-    local = np.full(n1, n2, dtype=np.int64)
-    local[sub] = np.arange(n2)
-    frequent_pair = np.zeros((n2 + 1, n2 + 1), dtype=bool)
-    frequent_pair[local[pi], local[pj]] = True
-    # candidates a < b < c with ab, ac, bc frequent, as sorted keys
-    cand_a, cand_b, cand_c = [], [], []
-    for a, b in zip(*np.nonzero(frequent_pair[:n2, :n2]), strict=True):
-        cs = np.flatnonzero(frequent_pair[a, :n2] & frequent_pair[b, :n2])
-        cs = cs[cs > b]
-        if len(cs):
-            cand_a.append(np.full(len(cs), a))
-            cand_b.append(np.full(len(cs), b))
-            cand_c.append(cs)
-    if not cand_a:
-        return pd.DataFrame({"items": [], "count": []})
-    ca, cb, cc = np.concatenate(cand_a), np.concatenate(cand_b), np.concatenate(cand_c)
-    cand_keys = (ca * n2 + cb) * n2 + cc  # ascending: generated in (a, b, c) order
-    counts = np.zeros(len(cand_keys), dtype=np.int64)
-    for m, matrix in _compact(groups, in_pair, local, sentinel=n2).items():
-        ia, ib, ic = (np.array(x) for x in zip(*_triples(m), strict=True))
-        step = max(1, _CHUNK_PAIRS // len(ia))
-        for start in range(0, len(matrix), step):
-            block = matrix[start : start + step]
-            a, b, c = block[:, ia].ravel(), block[:, ib].ravel(), block[:, ic].ravel()
-            ok = frequent_pair[a, b] & frequent_pair[a, c] & frequent_pair[b, c]
-            keys = (a[ok] * n2 + b[ok]) * n2 + c[ok]
-            counts += np.bincount(np.searchsorted(cand_keys, keys), minlength=len(cand_keys))
-    hit = counts >= threshold
-    to_item = candidates[sub]
-    return pd.DataFrame(
-        {
-            "items": list(
-                zip(to_item[ca[hit]].tolist(), to_item[cb[hit]].tolist(), to_item[cc[hit]].tolist(), strict=True)
-            ),
-            "count": counts[hit],
-        }
-    )
 
 
 def _triples(m: int) -> list[tuple[int, int, int]]:
@@ -396,28 +465,44 @@ def mine(baskets: Baskets, settings: RuleSettings) -> tuple[pd.DataFrame, pd.Dat
     sorted lists of product ids and the metrics named with underscores (``antecedent_support`` …).
     """
     itemsets = frequent_itemsets(baskets, settings.min_support, settings.max_len, settings.min_count)
-    rules = association_rules(itemsets, baskets.n_baskets, settings)
-    table = pd.DataFrame(
+    return itemsets, rules_table(itemsets, baskets.n_baskets, settings)
+
+
+def rules_table(itemsets: pd.DataFrame, n_baskets: int, settings: RuleSettings) -> pd.DataFrame:
+    """:func:`association_rules` of the itemsets, as :func:`mine` returns them."""
+    rules = association_rules(itemsets, n_baskets, settings)
+    return pd.DataFrame(
         {
             "antecedents": [sorted(s) for s in rules["antecedents"]],
             "consequents": [sorted(s) for s in rules["consequents"]],
             **{c.replace(" ", "_"): rules[c].astype(float).to_numpy() for c in rules.columns[2:]},
         }
     )
-    return itemsets, table
 
 
-def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> Baskets:
-    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids."""
+def baskets_as_of(
+    lake: Lake,
+    ds: str,
+    last_days: int = 0,
+    *,
+    zone: str = "bronze",
+    tables: tuple[str, str] = ("orders", "order_products"),
+) -> Baskets:
+    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids.
+
+    ``tables``: the orders and order lines to read (bronze's, or one user shard's in silver:
+    :func:`basket_insights.user_shards.shard_table`).
+    """
     from datetime import date, timedelta
 
-    dates = lake.partitions("bronze", "orders", up_to=ds)
+    orders_table, lines_table = tables
+    dates = lake.partitions(zone, orders_table, up_to=ds)
     if last_days:
         first = (date.fromisoformat(ds) - timedelta(days=last_days - 1)).isoformat()
         dates = [d for d in dates if d >= first]
-    orders = lake.read_table("bronze", "orders", dates=dates, columns=["order_id", "eval_set"])
+    orders = lake.read_table(zone, orders_table, dates=dates, columns=["order_id", "eval_set"])
     prior = orders.filter(pc.equal(orders.column("eval_set"), "prior")).column("order_id")
-    lines = lake.read_table("bronze", "order_products", dates=dates, columns=["order_id", "product_id"])
+    lines = lake.read_table(zone, lines_table, dates=dates, columns=["order_id", "product_id"])
     lines = lines.filter(pc.is_in(lines.column("order_id"), value_set=prior.combine_chunks()))
     return Baskets.from_pairs(lines.column("order_id").to_numpy(), lines.column("product_id").to_numpy())
 
@@ -443,16 +528,35 @@ def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return schema.empty_table() if frame.empty else pa.Table.from_pandas(frame, schema, preserve_index=False)
 
 
-def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str = "") -> dict:
-    """Mine ``frequent_itemsets`` and ``association_rules`` (with product names) for ``ds``."""
+def run_mine_rules(
+    lake: Lake,
+    ds: str,
+    settings: RuleSettings,
+    *,
+    shards: int = 1,
+    dask_address: str | None = None,
+    run_id: str = "",
+) -> dict:
+    """Mine ``frequent_itemsets`` and ``association_rules`` (with product names) for ``ds``: from the
+    bronze history in this process, or counted over ``shards`` user shards
+    (:func:`basket_insights.itemset_shards.sharded_itemsets`, the same itemsets)."""
     from basket_insights.ingest import product_names
 
     started = time.monotonic()
-    baskets = baskets_as_of(lake, ds, settings.last_days)
-    log.info("mine_rules ds=%s: %d baskets, %d lines read (%.1f s)", ds, baskets.n_baskets, len(baskets.items),
-             time.monotonic() - started)  # fmt: skip
-    counted = time.monotonic()
-    itemsets, rules = mine(baskets, settings)
+    if shards == 1:
+        baskets = baskets_as_of(lake, ds, settings.last_days)
+        n_baskets, n_lines = baskets.n_baskets, len(baskets.items)
+        seconds = time.monotonic() - started
+        log.info("mine_rules ds=%s: %d baskets, %d lines read (%.1f s)", ds, n_baskets, n_lines, seconds)
+        counted = time.monotonic()
+        itemsets, rules = mine(baskets, settings)
+        del baskets
+    else:
+        from basket_insights.itemset_shards import sharded_itemsets
+
+        counted = time.monotonic()
+        itemsets, n_baskets, n_lines = sharded_itemsets(lake, ds, settings, shards, dask_address=dask_address)
+        rules = rules_table(itemsets, n_baskets, settings)
     log.info("mine_rules ds=%s: %d frequent itemsets (min support %g, min count %d) and rules in %.1f s", ds,
              len(itemsets), settings.min_support, settings.min_count, time.monotonic() - counted)  # fmt: skip
     names = product_names(lake, ds)
@@ -468,7 +572,7 @@ def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str =
     rule_table = rules.copy()
     rule_table.insert(2, "antecedent_names", [_named(s, names) for s in rules["antecedents"]])
     rule_table.insert(3, "consequent_names", [_named(s, names) for s in rules["consequents"]])
-    extra = {"baskets": baskets.n_baskets, "settings": settings.__dict__}
+    extra = {"baskets": n_baskets, "settings": settings.__dict__}
     lake.write_table("gold", "frequent_itemsets", ds, _arrow(itemset_table, ITEMSET_SCHEMA),
                      run_id=run_id, extra=extra)  # fmt: skip
     lake.write_table("gold", "association_rules", ds, _arrow(rule_table, RULE_SCHEMA),
@@ -479,5 +583,11 @@ def run_mine_rules(lake: Lake, ds: str, settings: RuleSettings, *, run_id: str =
              [f"{a} -> {c} (lift {lift:.1f})" for a, c, lift in
               zip(top["antecedent_names"], top["consequent_names"], top["lift"], strict=True)],
              time.monotonic() - started)  # fmt: skip
-    return {"rows_in": len(baskets.items), "rows_out": len(itemset_table) + len(rule_table),
-            "baskets": baskets.n_baskets, "itemsets": len(itemset_table), "rules": len(rule_table)}  # fmt: skip
+    return {
+        "rows_in": n_lines,
+        "rows_out": len(itemset_table) + len(rule_table),
+        "shards": shards,
+        "baskets": n_baskets,
+        "itemsets": len(itemset_table),
+        "rules": len(rule_table),
+    }

@@ -81,6 +81,7 @@ def test_task_order(dagbag: dict) -> None:
     # the features read the user shards of the history (when BASKET_USER_SHARDS > 1) once they are in step
     assert tasks["shard_history"]["upstream"] == ["ingest_order_products"]
     assert tasks["build_features"]["upstream"] == ["shard_history"]
+    assert tasks["mine_rules"]["upstream"] == ["shard_history"]
     assert tasks["build_features"]["outlets"] == ["s3://not-reachable-bucket/silver/user_features"]
     # evaluate judges the model that serves: it runs beside the recommend shards, after the fit
     assert tasks["evaluate"]["upstream"] == ["fit_recommender"]

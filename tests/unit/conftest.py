@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from basket_insights.candidates import ProductGroups
 from basket_insights.features import History, compute_user_features
+from basket_insights.lake import Lake
 from basket_insights.recommend import rule_miner
 from basket_insights.recommender import RecommenderSettings
 from basket_insights.rules import RuleSettings
@@ -17,6 +19,32 @@ from basket_insights.segments import segment_users
 from basket_insights.synth import Feed, generate_feed, synthetic_catalog
 
 END = "2026-06-30"
+
+
+#: The last and an earlier date of :func:`history_lake`.
+HISTORY_END, HISTORY_EARLIER = "2026-03-20", "2026-03-12"
+
+
+@pytest.fixture
+def history_lake(tmp_path: Path) -> Lake:
+    """300 generated customers over 20 days, ingested to bronze (for the user-shard tests)."""
+    from basket_insights.ingest import ingest_catalog, ingest_order_products, ingest_orders
+    from basket_insights.synth import generate
+
+    lake = Lake((tmp_path / "lake").as_uri())
+    generate(lake, users=300, days=20, end_date=HISTORY_END, seed=5)
+    for ingest in (ingest_catalog, ingest_orders, ingest_order_products):
+        ingest(lake, HISTORY_END, max_bad_fraction=0.05)
+    return lake
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real ``dask.distributed`` cluster: a scheduler and two worker processes, each with a nanny."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
 
 
 @dataclass

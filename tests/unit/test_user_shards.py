@@ -13,10 +13,9 @@ import pyarrow.compute as pc
 import pytest
 
 from basket_insights.features import build_user_features, shard_user_features
-from basket_insights.ingest import ingest_catalog, ingest_order_products, ingest_orders
+from basket_insights.ingest import ingest_order_products
 from basket_insights.lake import Lake
 from basket_insights.shard_map import DaskUnreachable, map_shards
-from basket_insights.synth import generate
 from basket_insights.user_shards import (
     read_shard_lines,
     read_shard_orders,
@@ -25,23 +24,8 @@ from basket_insights.user_shards import (
     shard_table,
     split_day,
 )
-
-END = "2026-03-20"
-EARLIER = "2026-03-12"
-
-
-def _ingest(lake: Lake, ds: str) -> None:
-    for ingest in (ingest_catalog, ingest_orders, ingest_order_products):
-        ingest(lake, ds, max_bad_fraction=0.05)
-
-
-@pytest.fixture
-def history_lake(tmp_path: Path) -> Lake:
-    """300 generated customers over 20 days, ingested to bronze."""
-    lake = Lake((tmp_path / "lake").as_uri())
-    generate(lake, users=300, days=20, end_date=END, seed=5)
-    _ingest(lake, END)
-    return lake
+from tests.unit.conftest import HISTORY_EARLIER as EARLIER
+from tests.unit.conftest import HISTORY_END as END
 
 
 def _sorted(table: pa.Table, *keys: str) -> pa.Table:
@@ -146,15 +130,6 @@ def test_a_shard_without_customers_writes_an_empty_part(history_lake: Lake) -> N
     empty = next(k for k in range(shards) if read_shard_orders(lake, EARLIER, k, shards, ["user_id"]).num_rows == 0)
     done = shard_user_features(lake.url, None, EARLIER, shards, empty)
     assert done["rows"] == 0 and done["orders"] == 0
-
-
-@pytest.fixture(scope="module")
-def dask_cluster():
-    """A real ``dask.distributed`` cluster: a scheduler and two worker processes, each with a nanny."""
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        yield cluster
 
 
 def test_features_on_a_dask_cluster_equal_the_in_process_features(history_lake: Lake, dask_cluster) -> None:

@@ -1,0 +1,135 @@
+"""Frequent itemsets counted over the user shards of the history, exactly as from the whole of it.
+
+An order belongs to one customer, so every basket is in exactly one user shard
+(:mod:`basket_insights.user_shards`) and the counts of :mod:`basket_insights.rules`' engine add up
+over the shards. Three passes, each a map over the shards (:func:`basket_insights.shard_map.map_shards`,
+in the task's process or on Dask) and a sum:
+
+1. lines per product (:func:`~basket_insights.rules.item_occurrences`) and baskets: the support
+   threshold and the candidate items, as the whole history gives them;
+2. exact baskets per candidate and per candidate pair (an ``n × n`` matrix of the candidates);
+3. exact baskets per candidate triple of the frequent pairs (:class:`~basket_insights.rules.TriplePlan`).
+
+What meets in one process is the size of the catalog's frequent part, never of the customers. Each
+pass reads its shard again: one shard's baskets are all a process holds at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from basket_insights.lake import Lake
+from basket_insights.rules import (
+    Baskets,
+    RuleSettings,
+    TriplePlan,
+    baskets_as_of,
+    check_itemset_settings,
+    coded_groups,
+    count_items_and_pairs,
+    count_triples,
+    frequent_pairs,
+    item_occurrences,
+    itemsets_frame,
+    no_itemsets,
+    plan_triples,
+    support_threshold,
+)
+from basket_insights.shard_map import map_shards
+from basket_insights.user_shards import shard_table
+
+log = logging.getLogger(__name__)
+
+
+def shard_baskets(lake: Lake, ds: str, shard: int, shards: int, last_days: int) -> Baskets:
+    """The prior baskets ``<= ds`` of one user shard (:func:`basket_insights.rules.baskets_as_of`)."""
+    tables = (shard_table("orders", shard, shards), shard_table("order_products", shard, shards))
+    return baskets_as_of(lake, ds, last_days, zone="silver", tables=tables)
+
+
+def _occurrences(lake_url: str, conn_id: str | None, ds: str, shards: int, last_days: int, shard: int) -> dict:
+    baskets = shard_baskets(Lake(lake_url, conn_id), ds, shard, shards, last_days)
+    return {"occurrences": item_occurrences(baskets), "baskets": baskets.n_baskets, "rows": len(baskets.items)}
+
+
+def _items_and_pairs(
+    lake_url: str,
+    conn_id: str | None,
+    ds: str,
+    shards: int,
+    last_days: int,
+    candidates: np.ndarray,
+    pairs: bool,
+    shard: int,
+) -> dict:
+    baskets = shard_baskets(Lake(lake_url, conn_id), ds, shard, shards, last_days)
+    items, pair_counts = count_items_and_pairs(*coded_groups(baskets, candidates), len(candidates), pairs)
+    return {"items": items, "pairs": pair_counts, "rows": len(baskets.items)}
+
+
+def _triples(
+    lake_url: str,
+    conn_id: str | None,
+    ds: str,
+    shards: int,
+    last_days: int,
+    candidates: np.ndarray,
+    plan: TriplePlan,
+    shard: int,
+) -> dict:
+    baskets = shard_baskets(Lake(lake_url, conn_id), ds, shard, shards, last_days)
+    groups, _ = coded_groups(baskets, candidates)
+    return {"triples": count_triples(groups, plan), "rows": len(baskets.items)}
+
+
+def _padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
+    total = np.zeros(max((len(a) for a in arrays), default=0), dtype=np.int64)
+    for a in arrays:
+        total[: len(a)] += a
+    return total
+
+
+def sharded_itemsets(
+    lake: Lake, ds: str, settings: RuleSettings, shards: int, *, dask_address: str | None = None
+) -> tuple[pd.DataFrame, int, int]:
+    """:func:`basket_insights.rules.frequent_itemsets` of the prior baskets ``<= ds``, counted over the
+    user shards (see the module docstring); also the baskets and the order lines counted."""
+    check_itemset_settings(settings.min_support, settings.max_len)
+    started = time.monotonic()
+    common = (lake.url, lake.conn_id, ds, shards, settings.last_days)
+
+    def run(work, what: str) -> list[dict]:
+        return map_shards(work, shards, label=f"mine_rules ds={ds} ({what})", address=dask_address)
+
+    counted = run(partial(_occurrences, *common), "1/3: lines per product")
+    n_baskets = sum(d["baskets"] for d in counted)
+    n_lines = sum(d["rows"] for d in counted)
+    threshold = support_threshold(n_baskets, settings.min_support, settings.min_count)
+    candidates = np.flatnonzero(_padded_sum([d["occurrences"] for d in counted]) >= threshold)
+    if n_baskets == 0 or len(candidates) == 0:
+        return no_itemsets(), n_baskets, n_lines
+    pairs = settings.max_len >= 2
+    counted = run(partial(_items_and_pairs, *common, candidates, pairs), "2/3: items and pairs")
+    item_counts = np.sum([d["items"] for d in counted], axis=0)
+    pair_counts = np.sum([d["pairs"] for d in counted], axis=0) if pairs else None
+    triples = None
+    if settings.max_len >= 3:
+        plan = plan_triples(*frequent_pairs(pair_counts, threshold), len(candidates))
+        if plan is not None:
+            counted = run(partial(_triples, *common, candidates, plan), "3/3: triples")
+            triples = (plan, np.sum([d["triples"] for d in counted], axis=0))
+    itemsets = itemsets_frame(candidates, item_counts, pair_counts, triples, threshold, n_baskets)
+    log.info(
+        "mine_rules ds=%s: %d frequent itemsets of %d baskets counted over %d user shards (%.1f s)",
+        ds,
+        len(itemsets),
+        n_baskets,
+        shards,
+        time.monotonic() - started,
+    )
+    return itemsets, n_baskets, n_lines
