@@ -88,6 +88,8 @@ stack: venv-dev
 	python -m basket_insights stack up --dir .stack
 	@echo "Airflow UI: $$(python -c 'import json; print(json.load(open(".stack/state.json"))["api"])')  login: admin," \
 		"password: $$(python -c 'import json; print(json.load(open(".stack/secrets.json"))["admin_password"])')"
+	@echo "Dask scheduler of the sharded steps: $$(python -c 'import json; print(json.load(open(".stack/state.json"))["env"]["BASKET_DASK_ADDRESS"])')" \
+		"dashboard: $$(python -c 'import json; print(json.load(open(".stack/state.json"))["dask_dashboard"])')"
 	@echo "logs: .stack/logs/   airflow CLI against the stack: source .stack/env.sh"
 
 stack-down: venv

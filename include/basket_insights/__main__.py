@@ -137,8 +137,15 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> dict:
     from basket_insights.bench import bench_pipeline, format_pipeline, update_docs
     from basket_insights.config import REPO_ROOT
 
-    result = bench_pipeline(users=args.users, days=args.days, seed=args.seed, cache=args.cache,
-                            baseline_timeout=args.baseline_timeout)  # fmt: skip
+    result = bench_pipeline(
+        users=args.users,
+        days=args.days,
+        seed=args.seed,
+        cache=args.cache,
+        baseline_timeout=args.baseline_timeout,
+        user_shards=args.user_shards,
+        dask_workers=args.dask_workers,
+    )
     command = "python -m basket_insights " + " ".join(sys.argv[1:])
     section = format_pipeline(result, command)
     print(section, file=sys.stderr)
@@ -334,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--baseline-timeout", type=float, default=900.0, help="seconds before the baseline is stopped")
     bl.add_argument("--json", default=None, help="write the result here: total_seconds, baseline_seconds, tasks")
     bl.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    bl.add_argument("--user-shards", type=_positive, default=1, help="BASKET_USER_SHARDS of the daily run")
+    bl.add_argument(
+        "--dask-workers", type=int, default=0, help="run the shards on a local Dask cluster of this many workers"
+    )
     bl.set_defaults(func=cmd_bench_pipeline)
     bq = bench_sub.add_parser(
         "quality", help="the evaluation of a real (Kaggle layout) or generated feed beside implicit's ALS and kNN"

@@ -567,12 +567,20 @@ def bench_pipeline(
     cache: str = ".bench",
     baseline_timeout: float = 900.0,
     baseline_memory_gb: float = 16.0,
+    user_shards: int = 1,
+    dask_workers: int = 0,
 ) -> dict[str, Any]:
     """Generate (once, cached) a feed, load its history (run for the day before), then time the daily
     run of the last date through ``airflow dags test`` with per-task measurements, and the notebook
-    method on the same data. See ``python -m basket_insights bench pipeline --help``."""
+    method on the same data. See ``python -m basket_insights bench pipeline --help``.
+
+    With ``user_shards`` > 1 the history is split into that many user shards before the daily run
+    (timed apart: a deployment does it once), and the run's sharded steps read them; with
+    ``dask_workers``, on a local Dask cluster of that many single-threaded worker processes, whose
+    peak memory is reported too."""
     import tempfile
     import time
+    from contextlib import ExitStack
     from datetime import date, timedelta
 
     from basket_insights.config import REPO_ROOT
@@ -596,8 +604,19 @@ def bench_pipeline(
     landing = sum(p.stat().st_size for p in (lake_root / "landing").rglob("*.csv"))
     result["landing_mb"] = round(landing / 2**20, 1)
 
-    with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
-        env = _airflow_env(home, lake_url, {"BASKET_DB_PATH": str(root / "warehouse.sqlite")})
+    result |= {"user_shards": user_shards, "dask_workers": dask_workers}
+    with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home, ExitStack() as stack:
+        sharding = {"BASKET_USER_SHARDS": str(user_shards)}
+        client = None
+        if dask_workers:
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=dask_workers, threads_per_worker=1, memory_limit="6GB", dashboard_address=None)
+            )
+            client = stack.enter_context(Client(cluster))
+            sharding["BASKET_DASK_ADDRESS"] = cluster.scheduler_address
+        env = _airflow_env(home, lake_url, {"BASKET_DB_PATH": str(root / "warehouse.sqlite"), **sharding})
         migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env,
                                  capture_output=True, text=True)  # fmt: skip
         if migrate.returncode != 0:
@@ -612,9 +631,17 @@ def bench_pipeline(
                 (root / "history.json").write_text(json.dumps({"seconds": seconds, "tasks": tasks}))
             _drop_date(lake_root, PIPELINE_END)
             _unpublish_date(root / "warehouse.sqlite", PIPELINE_END)
+            if user_shards > 1:
+                from basket_insights.user_shards import refresh_shards
+
+                started = time.perf_counter()
+                refresh_shards(Lake(lake_url), day_before, user_shards)
+                result["history_split_seconds"] = round(time.perf_counter() - started, 1)
             metrics = root / "daily-metrics.jsonl"
             metrics.unlink(missing_ok=True)
             total = _dag_test({**env, "BASKET_METRICS_FILE": str(metrics)}, PIPELINE_END, root / "daily.log")
+        if client is not None:
+            result["dask_worker_peak_rss_mb"] = sorted(client.run(_peak_rss_mb).values())
     history = json.loads((root / "history.json").read_text())
     ingest = [t for t in history["tasks"] if t["task_id"].startswith("ingest_")]
     ingest_seconds = sum(t["seconds"] for t in ingest)
@@ -634,6 +661,13 @@ def bench_pipeline(
     result["baseline_seconds"] = round(baseline["seconds"], 1)
     result["ratio"] = round(baseline["seconds"] / total, 2)
     return result
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (run on each Dask worker)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def format_pipeline(result: dict[str, Any], command: str) -> str:
@@ -659,7 +693,8 @@ def format_pipeline(result: dict[str, Any], command: str) -> str:
         "",
         f"* **Daily run of {result['ds']}** (`airflow dags test`, history already ingested): "
         f"**{result['total_seconds']:.1f} s** wall in all ({result['task_seconds']:.1f} s inside tasks), "
-        f"peak RSS of any task **{result['max_peak_rss_mb']:,.0f} MB**.",
+        f"peak RSS of any task **{result['max_peak_rss_mb']:,.0f} MB**"
+        + _sharding_note(result) + ".",
         f"* **Historical load** (the run of the day before, ingesting every drop): {load['seconds']:.1f} s; "
         f"ingest tasks {load['ingest_seconds']:.1f} s = {load['ingest_mb_per_s']} MB/s of CSV.",
         f"* **Notebook baseline** on the same data: {baseline['seconds']:.1f} s, {baseline['status']} "
@@ -667,6 +702,17 @@ def format_pipeline(result: dict[str, Any], command: str) -> str:
         f"ratio baseline / daily run = {result['ratio']}.",
         "", *rows, _DOCS_END,
     ])  # fmt: skip
+
+
+def _sharding_note(result: dict[str, Any]) -> str:
+    shards, workers = result.get("user_shards", 1), result.get("dask_workers", 0)
+    if shards <= 1:
+        return ""
+    note = f"; {shards} user shards (split beforehand in {result['history_split_seconds']:.1f} s)"
+    if workers:
+        peaks = ", ".join(f"{p:,.0f}" for p in result["dask_worker_peak_rss_mb"])
+        note += f" on {workers} Dask workers (peak RSS {peaks} MB)"
+    return note
 
 
 def update_docs(section: str, path: Any) -> None:

@@ -3,9 +3,11 @@
 ``up`` starts, on this machine, what ``docker-compose.yaml`` starts in containers: the Airflow
 metadata database in the PostgreSQL on ``STACK_PG`` (a database of its own), Redis on
 ``STACK_REDIS_URL`` as the Celery broker, SeaweedFS (``weed mini`` on 127.0.0.1) serving the lake
-over S3 with credentials, and the Airflow api-server, scheduler, dag-processor, triggerer and one
-Celery worker with the ``CeleryExecutor``. Each process logs to ``<dir>/logs/<name>.log``; the
-environment to reach the stack with the ``airflow`` CLI is written to ``<dir>/env.sh``.
+over S3 with credentials, a Dask scheduler and two single-threaded Dask workers that run the sharded
+steps' user shards (``BASKET_USER_SHARDS``, ``BASKET_DASK_ADDRESS``), and the Airflow api-server,
+scheduler, dag-processor, triggerer and one Celery worker with the ``CeleryExecutor``. Each process
+logs to ``<dir>/logs/<name>.log``; the environment to reach the stack with the ``airflow`` CLI is
+written to ``<dir>/env.sh``.
 
 ``init`` is the one-off job both deployments run after ``airflow db migrate``: it creates the
 warehouse database, the Airflow connections of the lake and of the warehouse, the bucket, and the
@@ -43,6 +45,10 @@ INIT_VARIABLES = (
 )
 #: The Airflow processes of the topology, in start order.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker")
+#: The Dask cluster of the sharded steps, started before the Airflow processes.
+DASK_COMPONENTS = ("dask-scheduler", "dask-worker-1", "dask-worker-2")
+#: User shards of the stack's history (as in docker-compose.yaml).
+STACK_USER_SHARDS = 8
 
 
 class StackError(RuntimeError):
@@ -268,6 +274,8 @@ def stack_environment(stack: NativeStack, values: dict[str, str], ports: dict[st
         "BASKET_LAKE_CONN_ID": "lake_s3",
         "BASKET_DB_CONN_ID": "basket_db",
         "BASKET_DEADLINE_MINUTES": "180",
+        "BASKET_USER_SHARDS": str(STACK_USER_SHARDS),
+        "BASKET_DASK_ADDRESS": f"tcp://127.0.0.1:{ports['dask']}",
         "STACK_S3_ENDPOINT": f"http://127.0.0.1:{stack.s3_port}",
         "STACK_S3_ACCESS_KEY_ID": values["s3_access_key"],
         "STACK_S3_SECRET_ACCESS_KEY": values["s3_secret_key"],
@@ -284,6 +292,25 @@ def _seaweed_env(env: dict[str, str]) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": env["STACK_S3_ACCESS_KEY_ID"],
         "AWS_SECRET_ACCESS_KEY": env["STACK_S3_SECRET_ACCESS_KEY"],
     }
+
+
+def lake_connection(env: dict[str, str]) -> dict:
+    """The lake's Airflow connection as ``stack init`` creates it, for processes outside Airflow's tasks
+    (tools run from a shell, the Dask workers), which read it from ``AIRFLOW_CONN_<ID>``."""
+    return {
+        "conn_type": "aws",
+        "login": env["STACK_S3_ACCESS_KEY_ID"],
+        "password": env["STACK_S3_SECRET_ACCESS_KEY"],
+        "extra": {"endpoint_url": env["STACK_S3_ENDPOINT"]},
+    }
+
+
+def _component_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    if name == "seaweedfs":
+        return _seaweed_env(env)
+    if name.startswith("dask-"):
+        return {**env, f"AIRFLOW_CONN_{env['BASKET_LAKE_CONN_ID'].upper()}": json.dumps(lake_connection(env))}
+    return env
 
 
 def _start(name: str, cmd: list[str], env: dict[str, str], stack: NativeStack) -> subprocess.Popen:
@@ -319,7 +346,7 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
             f"use --name for a new stack, or drop {stack.name}_airflow and {stack.name}_warehouse to start over"
         )
     values = _secrets(stack.folder)
-    ports = {n: _free_port() for n in ("scheduler_health", "worker_logs", "trigger_logs")}
+    ports = {n: _free_port() for n in ("scheduler_health", "worker_logs", "trigger_logs", "dask", "dask_dashboard")}
     weed_components = ("master", "volume", "filer", "webdav", "iceberg", "admin")
     ports |= seaweed_ports(weed_components, fixed=(stack.s3_port, stack.api_port, *ports.values()))
     # Connections live in the stack's metadata DB: an inherited AIRFLOW_CONN_* would shadow them.
@@ -333,9 +360,8 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
         stack.state_file.write_text(json.dumps(state, indent=1))
         lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("AIRFLOW", "BASKET_", "PATH"))]
         # For tools run from a shell (generate, replay): they read connections from the environment.
-        lake_conn = {"conn_type": "aws", "login": values["s3_access_key"], "password": values["s3_secret_key"],
-                     "extra": {"endpoint_url": env["STACK_S3_ENDPOINT"]}}  # fmt: skip
-        lines.append(f"export AIRFLOW_CONN_{env['BASKET_LAKE_CONN_ID'].upper()}={shlex.quote(json.dumps(lake_conn))}")
+        lake_conn = json.dumps(lake_connection(env))
+        lines.append(f"export AIRFLOW_CONN_{env['BASKET_LAKE_CONN_ID'].upper()}={shlex.quote(lake_conn)}")
         (stack.folder / "env.sh").write_text("\n".join(lines) + "\n")
         for private in (stack.state_file, stack.folder / "env.sh"):  # they hold the stack's secrets
             os.chmod(private, 0o600)
@@ -368,6 +394,18 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
                 if attempt == 29:
                     raise
                 time.sleep(1)
+        dask = shutil.which("dask", path=env["PATH"]) or "dask"
+        dashboard = f"127.0.0.1:{ports['dask_dashboard']}"
+        commands["dask-scheduler"] = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(ports["dask"]),
+                                      "--dashboard-address", dashboard]  # fmt: skip
+        for name in DASK_COMPONENTS[1:]:
+            commands[name] = [dask, "worker", env["BASKET_DASK_ADDRESS"], "--name", name, "--nthreads", "1",
+                              "--memory-limit", "6GB", "--no-dashboard"]  # fmt: skip
+        state["dask_dashboard"] = f"http://{dashboard}/status"
+        for name in DASK_COMPONENTS:
+            processes[name] = _start(name, commands[name], _component_env(name, env), stack).pid
+            save()
+        _wait(f"http://{dashboard}/health", 60, "the Dask scheduler", stack.logs / "dask-scheduler.log")
         commands.update({
             "api-server": [airflow, "api-server", "--port", str(stack.api_port), "--host", "127.0.0.1"],
             "scheduler": [airflow, "scheduler"],
@@ -399,6 +437,7 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
         "logs": str(stack.logs),
         "env": str(stack.folder / "env.sh"),
         "lake": "s3://lake (connection lake_s3)",
+        "dask": f"{env['BASKET_DASK_ADDRESS']} (dashboard {state['dask_dashboard']})",
         "warehouse": env["STACK_WAREHOUSE_URI"].rsplit("@", 1)[-1],
     }
 
@@ -452,8 +491,7 @@ def stop_component(stack: NativeStack, name: str, sig: int = signal.SIGTERM, tim
 def start_component(stack: NativeStack, name: str) -> int:
     """(Re)start one process of the stack with the command and environment it started with."""
     state = json.loads(stack.state_file.read_text())
-    env = state["env"] if name != "seaweedfs" else _seaweed_env(state["env"])
-    proc = _start(name, state["commands"][name], env, stack)
+    proc = _start(name, state["commands"][name], _component_env(name, state["env"]), stack)
     state["pids"][name] = proc.pid
     stack.state_file.write_text(json.dumps(state, indent=1))
     if name == "seaweedfs":

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from basket_insights.bench import bench_pipeline, format_pipeline, update_docs
+from basket_insights.config import GOLD_TABLES
+from basket_insights.lake import Lake
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +38,21 @@ def test_bench_pipeline_reports_every_task_and_the_baseline(tmp_path: Path) -> N
         day["ingest_orders"]["rows_in"]
         == next(t for t in result["tasks"] if t["task_id"] == "ingest_orders")["rows_in"]
     )
+
+    # the same day with the history in user shards on a real two-worker Dask cluster: the same gold tables
+    lake = Lake(result["lake"])
+    tables = [t for t in GOLD_TABLES if t not in ("plots", "report")]
+    unsharded = {t: lake.read_table("gold", t, dates=[result["ds"]]) for t in tables}
+    sharded = bench_pipeline(
+        users=150, days=8, seed=3, cache=str(tmp_path), baseline_timeout=180, user_shards=3, dask_workers=2
+    )
+    assert sharded["user_shards"] == 3 and sharded["history_split_seconds"] >= 0
+    assert len(sharded["dask_worker_peak_rss_mb"]) == 2 and min(sharded["dask_worker_peak_rss_mb"]) > 50
+    for table, expected in unsharded.items():
+        # floats within 1e-9: KMeans' and the models' sums may run in another order on another thread
+        after = lake.read_table("gold", table, dates=[result["ds"]]).to_pandas()
+        pd.testing.assert_frame_equal(after, expected.to_pandas(), check_exact=False, rtol=1e-9, obj=table)
+    assert "3 user shards (split beforehand in" in format_pipeline(sharded, "bench pipeline --user-shards 3")
 
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nearlier text\n")
