@@ -27,8 +27,8 @@ ingest_order_products ─> predict_reorders ────────────
   (`silver/orders.shard-K-of-N`, `silver/order_products.shard-K-of-N`), splitting every date whose
   bronze partitions changed; with one shard (the default) it has nothing to do.
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`. With user
-  shards it and **mine_rules** read the history one shard at a time, in the task's own process or on
-  the Dask scheduler of `BASKET_DASK_ADDRESS` (the same outputs either way).
+  shards it, **mine_rules** and **link_preferences** read the history one shard at a time, in the
+  task's own process or on the Dask scheduler of `BASKET_DASK_ADDRESS` (the same outputs either way).
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
@@ -58,7 +58,8 @@ ingest_order_products ─> predict_reorders ────────────
   the other); it emits every other gold Asset, so a DAG scheduled on them starts only once the day is
   fully published.
 * **link_preferences** links both: each user's and each segment's product-cluster preferences,
-  and a second customer segmentation on those preferences.
+  and a second customer segmentation on those preferences (fitted on a fixed sample of 50,000
+  customers, every customer assigned).
 
 A run for `ds` reads only partitions `<= ds`; re-running a date replaces that date's outputs.
 Settings come from `BASKET_*` environment variables (see `include/basket_insights/config.py`);
@@ -229,7 +230,8 @@ def basket_insights() -> None:
         from basket_insights.preferences import run_link_preferences
         from basket_insights.segments import SegmentSettings
 
-        return run_link_preferences(_lake(), ds, SegmentSettings.from_settings(SETTINGS), run_id=run_id)
+        settings, shards, address = SegmentSettings.from_settings(SETTINGS), SETTINGS.user_shards, SETTINGS.dask_address
+        return run_link_preferences(_lake(), ds, settings, shards=shards, dask_address=address, run_id=run_id)
 
     @task
     def mine_rules(ds: str | None = None, run_id: str | None = None) -> dict:

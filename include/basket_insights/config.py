@@ -142,7 +142,8 @@ class Settings:
     user_shards:
         User shards the order history is also kept in (``silver/orders.shard-K-of-N``,
         :mod:`basket_insights.user_shards`) and that the sharded steps (``build_features``,
-        ``mine_rules``) read one at a time (``BASKET_USER_SHARDS``); 1, the default, reads bronze whole.
+        ``mine_rules``, ``link_preferences``) read one at a time (``BASKET_USER_SHARDS``); 1, the
+        default, reads bronze whole.
     dask_address:
         The ``dask.distributed`` scheduler (``tcp://host:8786``) the sharded steps submit their shards
         to (``BASKET_DASK_ADDRESS``); ``None``, the default, runs them in the task's own process.

@@ -72,7 +72,9 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         ),
         "segment_customers": lambda: run_segment_customers(lake, ds, segments),
         "cluster_products": lambda: run_cluster_products(lake, ds, ProductClusterSettings.from_settings(settings)),
-        "link_preferences": lambda: run_link_preferences(lake, ds, segments),
+        "link_preferences": lambda: run_link_preferences(
+            lake, ds, segments, shards=settings.user_shards, dask_address=settings.dask_address
+        ),
         "mine_rules": lambda: run_mine_rules(
             lake, ds, rules, shards=settings.user_shards, dask_address=settings.dask_address
         ),

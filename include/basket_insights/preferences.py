@@ -89,43 +89,53 @@ def preference_table(users: np.ndarray, clusters: np.ndarray, counts: np.ndarray
     )
 
 
-def link_preferences(
-    line_users: np.ndarray,
-    line_products: np.ndarray,
-    product_clusters: pd.DataFrame,
-    segments: pd.DataFrame,
-    settings: SegmentSettings | None = None,
-) -> PreferenceTables:
-    """Compute the three preference tables (see the module docstring)."""
+#: Customers the preference segmentation is fitted on, those with the smallest user hashes
+#: (:func:`basket_insights.user_shards.user_hash`): a fixed sample, the same whatever the user shards,
+#: so the fit's cost does not grow with customers; every customer is then assigned to its nearest centre.
+FIT_USERS = 50_000
+
+
+def smallest_hashes(users: np.ndarray, shares: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size`` users of smallest hash and their share rows, sorted by user id: the fit sample of
+    one shard, and of all shards together when applied to their samples (the smallest of the smallest)."""
+    from basket_insights.user_shards import user_hash
+
+    if len(users) > size:
+        keep = np.sort(np.argpartition(user_hash(users), size - 1)[:size])
+        users, shares = users[keep], shares[keep]
+    order = np.argsort(users, kind="stable")
+    return users[order], shares[order]
+
+
+@dataclass
+class PreferenceModel:
+    """The preference segmentation fitted on the sample: its KMeans, elbow, names and profiles."""
+
+    model: object  # a fitted sklearn KMeans over the shares of every product cluster
+    elbow: pd.DataFrame
+    names: list[str]
+    profiles: pd.DataFrame  # pref_segment_id, pref_segment_name, top_clusters, top_cluster_lift (no size yet)
+
+
+def fit_preference_model(
+    sample_shares: np.ndarray, overall: np.ndarray, clusters: np.ndarray, label_of: pd.Series, settings: SegmentSettings
+) -> PreferenceModel:
+    """The elbow over k and KMeans on the sample's share rows; each segment named after the two product
+    clusters it over-indexes on most against ``overall`` (every customer's purchases by cluster)."""
     from sklearn.cluster import KMeans
 
-    settings = settings or SegmentSettings()
-    label_of = product_clusters.drop_duplicates("cluster_id").set_index("cluster_id")["cluster_label"]
-    users, clusters, counts = preference_counts(
-        line_users, line_products, product_clusters.set_index("product_id")["cluster_id"]
-    )
-    if len(users) == 0:
-        raise ValueError("no purchases of clustered products: no preferences to link")
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    long = preference_table(users, clusters, counts)
-
-    # Second segmentation: users on their preference vectors.
-    overall = counts.sum(axis=0) / max(counts.sum(), 1)
-    elbow_table = elbow(shares, replace(settings, elbow_sample=min(settings.elbow_sample, 20_000), n_init=1))
+    elbow_table = elbow(sample_shares, replace(settings, elbow_sample=min(settings.elbow_sample, 20_000), n_init=1))
     k = int(elbow_table.loc[elbow_table["chosen"], "k"].iloc[0])
-    model = KMeans(n_clusters=k, n_init=settings.n_init, random_state=settings.seed).fit(shares)
-    labels = model.labels_
+    model = KMeans(n_clusters=k, n_init=settings.n_init, random_state=settings.seed).fit(sample_shares)
     profile_rows, names = [], []
     for c in range(k):
         center = model.cluster_centers_[c]
         lift = center / np.maximum(overall, 1e-12)
         top = np.argsort(-(lift * (center > 0.01)))[:2]
-        name = " + ".join(str(label_of.get(clusters[i], clusters[i])).split(" (")[0] for i in top)
-        names.append(name)
+        names.append(" + ".join(str(label_of.get(clusters[i], clusters[i])).split(" (")[0] for i in top))
         profile_rows.append(
             {
                 "pref_segment_id": c,
-                "size": int((labels == c).sum()),
                 "top_clusters": ", ".join(str(label_of.get(clusters[i], clusters[i])) for i in top),
                 "top_cluster_lift": float(lift[top[0]]),
             }
@@ -137,71 +147,207 @@ def link_preferences(
             names[i] = f"{name} {seen[name]}"
     profiles = pd.DataFrame(profile_rows)
     profiles.insert(1, "pref_segment_name", names)
+    return PreferenceModel(model, elbow_table, names, profiles)
+
+
+@dataclass
+class AssignedPreferences:
+    """One set of customers' rows and what they add to the totals (see :func:`assign_preferences`)."""
+
+    user_preferences: pd.DataFrame
+    preference_segments: pd.DataFrame
+    segment_sizes: np.ndarray  # customers per preference segment
+    segment_counts: dict[int, np.ndarray]  # behavioural segment id -> purchases per product cluster
+    segment_names: dict[int, str]
+
+
+def assign_preferences(
+    users: np.ndarray, clusters: np.ndarray, counts: np.ndarray, fitted: PreferenceModel, segments: pd.DataFrame
+) -> AssignedPreferences:
+    """Customers' preference rows, their preference segments (nearest centre) and their behavioural
+    segments' purchases per cluster; over user shards the sizes and purchases add up."""
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    labels = fitted.model.predict(shares) if len(users) else np.zeros(0, dtype=np.int32)
     pref_segments = pd.DataFrame(
         {
             "user_id": users.astype(np.int32),
             "pref_segment_id": labels.astype(np.int32),
-            "pref_segment_name": np.array(names, dtype=object)[labels],
+            "pref_segment_name": np.array(fitted.names, dtype=object)[labels],
         }
     )
-
-    # Behavioural segment x product cluster: share and lift over all customers.
     seg = segments.set_index("user_id")[["segment_id", "segment_name"]].reindex(users)
     known = seg["segment_id"].notna().to_numpy()
-    seg_codes, seg_ids = pd.factorize(seg.loc[known, "segment_id"].astype(int), sort=True)
+    seg_ids = seg.loc[known, "segment_id"].astype(int).to_numpy()
     known_counts = counts[known]
-    seg_counts = np.stack([known_counts[seg_codes == i].sum(axis=0) for i in range(len(seg_ids))])
-    seg_shares = seg_counts / np.maximum(seg_counts.sum(axis=1, keepdims=True), 1)
-    seg_names = seg.loc[known].drop_duplicates("segment_id").set_index("segment_id")["segment_name"]
-    rows = []
-    for i, sid in enumerate(seg_ids):
-        for j, cid in enumerate(clusters):
-            rows.append(
-                (int(sid), seg_names[sid], int(cid), label_of.get(cid), float(seg_shares[i, j]),
-                 float(seg_shares[i, j] / overall[j]) if overall[j] > 0 else np.nan)
-            )  # fmt: skip
-    segment_preferences = pd.DataFrame(
-        rows, columns=["segment_id", "segment_name", "cluster_id", "cluster_label", "share", "lift"]
+    segment_counts = {int(sid): known_counts[seg_ids == sid].sum(axis=0) for sid in np.unique(seg_ids)}
+    names = seg.loc[known].drop_duplicates("segment_id").set_index("segment_id")["segment_name"]
+    return AssignedPreferences(
+        preference_table(users, clusters, counts),
+        pref_segments,
+        np.bincount(labels, minlength=len(fitted.names)),
+        segment_counts,
+        {int(sid): str(name) for sid, name in names.items()},
     )
-    return PreferenceTables(long, pref_segments, profiles, elbow_table, segment_preferences)
 
 
-def run_link_preferences(lake: Lake, ds: str, settings: SegmentSettings, *, run_id: str = "") -> dict:
-    """Read bronze lines and orders ``<= ds`` with the day's clusters and segments; write the preference tables."""
+def segment_preference_table(
+    counts_by_segment: dict[int, np.ndarray],
+    names: dict[int, str],
+    overall: np.ndarray,
+    clusters: np.ndarray,
+    label_of: pd.Series,
+) -> pd.DataFrame:
+    """Behavioural segment × product cluster: the cluster's share of the segment's purchases and its
+    lift over every customer's (``overall``)."""
+    rows = []
+    for sid in sorted(counts_by_segment):
+        seg_counts = counts_by_segment[sid]
+        seg_shares = seg_counts / max(seg_counts.sum(), 1)
+        for j, cid in enumerate(clusters):
+            lift = float(seg_shares[j] / overall[j]) if overall[j] > 0 else np.nan
+            rows.append((sid, names[sid], int(cid), label_of.get(cid), float(seg_shares[j]), lift))
+    return pd.DataFrame(rows, columns=["segment_id", "segment_name", "cluster_id", "cluster_label", "share", "lift"])
+
+
+def sized_profiles(fitted: PreferenceModel, sizes: np.ndarray) -> pd.DataFrame:
+    """The fitted profiles with each segment's number of customers."""
+    profiles = fitted.profiles.copy()
+    profiles.insert(2, "size", sizes.astype(int))
+    return profiles
+
+
+def link_preferences(
+    line_users: np.ndarray,
+    line_products: np.ndarray,
+    product_clusters: pd.DataFrame,
+    segments: pd.DataFrame,
+    settings: SegmentSettings | None = None,
+    fit_users: int = FIT_USERS,
+) -> PreferenceTables:
+    """Compute the preference tables (see the module docstring) of all these order lines at once; the
+    preference segmentation is fitted on the ``fit_users`` customers of smallest hash."""
+    settings = settings or SegmentSettings()
+    label_of = cluster_labels(product_clusters)
+    users, clusters, counts = preference_counts(
+        line_users, line_products, product_clusters.set_index("product_id")["cluster_id"]
+    )
+    if len(users) == 0:
+        raise ValueError("no purchases of clustered products: no preferences to link")
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    overall = counts.sum(axis=0) / max(counts.sum(), 1)
+    _, sample = smallest_hashes(users, shares, fit_users)
+    fitted = fit_preference_model(sample, overall, clusters, label_of, settings)
+    done = assign_preferences(users, clusters, counts, fitted, segments)
+    return PreferenceTables(
+        done.user_preferences,
+        done.preference_segments,
+        sized_profiles(fitted, done.segment_sizes),
+        fitted.elbow,
+        segment_preference_table(done.segment_counts, done.segment_names, overall, clusters, label_of),
+    )
+
+
+def cluster_labels(product_clusters: pd.DataFrame) -> pd.Series:
+    """``cluster_id -> cluster_label``."""
+    return product_clusters.drop_duplicates("cluster_id").set_index("cluster_id")["cluster_label"]
+
+
+@dataclass
+class LinkedPreferences:
+    """What a run keeps in memory once the per-customer tables are written: the small tables and counts."""
+
+    profiles: pd.DataFrame
+    elbow: pd.DataFrame
+    segment_preferences: pd.DataFrame
+    users: int
+    preference_rows: int
+    lines: int
+
+
+#: The per-customer tables' columns (every user shard's part has them, empty or not).
+PER_USER_SCHEMAS = {
+    "user_product_preferences": pa.schema(
+        [("user_id", pa.int32()), ("cluster_id", pa.int32()), ("purchases", pa.int32()),
+         ("share", pa.float32()), ("rank", pa.int16())]
+    ),
+    "preference_segments": pa.schema(
+        [("user_id", pa.int32()), ("pref_segment_id", pa.int32()), ("pref_segment_name", pa.string())]
+    ),
+}  # fmt: skip
+
+
+def per_user_table(table: str, frame: pd.DataFrame) -> pa.Table:
+    """One of the per-customer tables as written (:data:`PER_USER_SCHEMAS`)."""
+    return pa.Table.from_pandas(frame, schema=PER_USER_SCHEMAS[table], preserve_index=False)
+
+
+def run_link_preferences(
+    lake: Lake,
+    ds: str,
+    settings: SegmentSettings,
+    *,
+    shards: int = 1,
+    dask_address: str | None = None,
+    fit_users: int = FIT_USERS,
+    run_id: str = "",
+) -> dict:
+    """Read the order lines ``<= ds`` with the day's clusters and segments; write the preference tables:
+    from the bronze history in this process, or over ``shards`` user shards
+    (:func:`basket_insights.preference_shards.sharded_preferences`, the same tables)."""
     from basket_insights.features import load_history
 
     started = time.monotonic()
-    lines = load_history(lake, ds).lines
-    product_clusters = lake.read_table("gold", "product_clusters", dates=[ds]).to_pandas()
-    segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
-    log.info("link_preferences ds=%s: %d order lines read (%.1f s)", ds, len(lines), time.monotonic() - started)
-    result = link_preferences(
-        lines["user_id"].to_numpy(), lines["product_id"].to_numpy(), product_clusters, segments, settings
-    )
+    if shards > 1:
+        from basket_insights.preference_shards import sharded_preferences
+
+        done = sharded_preferences(
+            lake, ds, settings, shards, dask_address=dask_address, fit_users=fit_users, run_id=run_id
+        )
+    else:
+        lines = load_history(lake, ds).lines
+        product_clusters = lake.read_table("gold", "product_clusters", dates=[ds]).to_pandas()
+        segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
+        log.info("link_preferences ds=%s: %d order lines read (%.1f s)", ds, len(lines), time.monotonic() - started)
+        result = link_preferences(
+            lines["user_id"].to_numpy(), lines["product_id"].to_numpy(), product_clusters, segments, settings, fit_users
+        )
+        for table, frame in (
+            ("user_product_preferences", result.user_preferences),
+            ("preference_segments", result.preference_segments),
+        ):
+            lake.write_table("gold", table, ds, per_user_table(table, frame), run_id=run_id)
+        done = LinkedPreferences(
+            result.preference_segment_profiles,
+            result.preference_elbow,
+            result.segment_preferences,
+            users=len(result.preference_segments),
+            preference_rows=len(result.user_preferences),
+            lines=len(lines),
+        )
+        del lines, result
     for table, frame in (
-        ("user_product_preferences", result.user_preferences),
-        ("preference_segments", result.preference_segments),
-        ("preference_segment_profiles", result.preference_segment_profiles),
-        ("preference_elbow", result.preference_elbow),
-        ("segment_product_preferences", result.segment_preferences),
+        ("preference_segment_profiles", done.profiles),
+        ("preference_elbow", done.elbow),
+        ("segment_product_preferences", done.segment_preferences),
     ):
         lake.write_table("gold", table, ds, pa.Table.from_pandas(frame, preserve_index=False), run_id=run_id)
     top = (
-        result.segment_preferences.sort_values("lift", ascending=False)
+        done.segment_preferences.sort_values("lift", ascending=False)
         .groupby("segment_name")
         .head(1)[["segment_name", "cluster_label", "lift"]]
     )
     log.info(
         "link_preferences ds=%s: %d users, %d preference segments; top lift per segment %s (%.1f s)",
         ds,
-        result.preference_segments.shape[0],
-        len(result.preference_segment_profiles),
+        done.users,
+        len(done.profiles),
         top.round(2).to_dict("records"),
         time.monotonic() - started,
     )
     return {
-        "rows_in": len(lines),
-        "rows_out": int(result.user_preferences.shape[0]),
-        "users": int(result.preference_segments.shape[0]),
-        "preference_segments": len(result.preference_segment_profiles),
+        "rows_in": done.lines,
+        "rows_out": done.preference_rows,
+        "users": done.users,
+        "shards": shards,
+        "preference_segments": len(done.profiles),
     }

@@ -41,20 +41,25 @@ def shard_table(table: str, shard: int, shards: int) -> str:
     return f"{table}.shard-{shard}-of-{shards}"
 
 
-def shard_of(user_ids: np.ndarray, shards: int) -> np.ndarray:
-    """The shard (``0 .. shards - 1``) of each user id.
+def user_hash(user_ids: np.ndarray) -> np.ndarray:
+    """A fixed 64-bit hash of each user id: the finaliser of splitmix64 (a bijective mix of the bits).
 
-    The finaliser of splitmix64 (a bijective mix of the 64 bits) then the remainder: consecutive ids,
-    as shops hand them out, spread evenly over the shards, and the assignment depends on nothing but
-    the id and ``shards`` (unlike Python's ``hash``, which is salted per process).
+    It depends on nothing but the id (unlike Python's ``hash``, salted per process), so a shard, or a
+    sample of users taken by the smallest hashes, is the same in every process, machine and release.
     """
-    if shards < 1:
-        raise ValueError(f"shards must be at least 1, got {shards}")
     z = np.asarray(user_ids).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
-    return (z % np.uint64(shards)).astype(np.int32)
+    return z
+
+
+def shard_of(user_ids: np.ndarray, shards: int) -> np.ndarray:
+    """The shard (``0 .. shards - 1``) of each user id: :func:`user_hash` modulo ``shards``, so that
+    consecutive ids, as shops hand them out, spread evenly over the shards."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    return (user_hash(user_ids) % np.uint64(shards)).astype(np.int32)
 
 
 def split_day(orders: pa.Table, lines: pa.Table, shards: int) -> list[tuple[pa.Table, pa.Table]]:
