@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -52,37 +53,34 @@ def shard_baskets(lake: Lake, ds: str, shard: int, shards: int, last_days: int) 
     return baskets_as_of(lake, ds, last_days, zone="silver", tables=tables)
 
 
-def _occurrences(lake_url: str, conn_id: str | None, ds: str, shards: int, last_days: int, shard: int) -> dict:
-    baskets = shard_baskets(Lake(lake_url, conn_id), ds, shard, shards, last_days)
+@dataclass(frozen=True)
+class ShardedBaskets:
+    """Where a pass's shards read their baskets: by the lake's URL and connection id, so that a Dask
+    worker can open the lake itself."""
+
+    lake_url: str
+    conn_id: str | None
+    ds: str
+    shards: int
+    last_days: int
+
+    def read(self, shard: int) -> Baskets:
+        return shard_baskets(Lake(self.lake_url, self.conn_id), self.ds, shard, self.shards, self.last_days)
+
+
+def _occurrences(source: ShardedBaskets, shard: int) -> dict:
+    baskets = source.read(shard)
     return {"occurrences": item_occurrences(baskets), "baskets": baskets.n_baskets, "rows": len(baskets.items)}
 
 
-def _items_and_pairs(
-    lake_url: str,
-    conn_id: str | None,
-    ds: str,
-    shards: int,
-    last_days: int,
-    candidates: np.ndarray,
-    pairs: bool,
-    shard: int,
-) -> dict:
-    baskets = shard_baskets(Lake(lake_url, conn_id), ds, shard, shards, last_days)
+def _items_and_pairs(source: ShardedBaskets, candidates: np.ndarray, pairs: bool, shard: int) -> dict:
+    baskets = source.read(shard)
     items, pair_counts = count_items_and_pairs(*coded_groups(baskets, candidates), len(candidates), pairs)
     return {"items": items, "pairs": pair_counts, "rows": len(baskets.items)}
 
 
-def _triples(
-    lake_url: str,
-    conn_id: str | None,
-    ds: str,
-    shards: int,
-    last_days: int,
-    candidates: np.ndarray,
-    plan: TriplePlan,
-    shard: int,
-) -> dict:
-    baskets = shard_baskets(Lake(lake_url, conn_id), ds, shard, shards, last_days)
+def _triples(source: ShardedBaskets, candidates: np.ndarray, plan: TriplePlan, shard: int) -> dict:
+    baskets = source.read(shard)
     groups, _ = coded_groups(baskets, candidates)
     return {"triples": count_triples(groups, plan), "rows": len(baskets.items)}
 
@@ -101,12 +99,12 @@ def sharded_itemsets(
     user shards (see the module docstring); also the baskets and the order lines counted."""
     check_itemset_settings(settings.min_support, settings.max_len)
     started = time.monotonic()
-    common = (lake.url, lake.conn_id, ds, shards, settings.last_days)
+    source = ShardedBaskets(lake.url, lake.conn_id, ds, shards, settings.last_days)
 
     def run(work, what: str) -> list[dict]:
         return map_shards(work, shards, label=f"mine_rules ds={ds} ({what})", address=dask_address)
 
-    counted = run(partial(_occurrences, *common), "1/3: lines per product")
+    counted = run(partial(_occurrences, source), "1/3: lines per product")
     n_baskets = sum(d["baskets"] for d in counted)
     n_lines = sum(d["rows"] for d in counted)
     threshold = support_threshold(n_baskets, settings.min_support, settings.min_count)
@@ -114,14 +112,14 @@ def sharded_itemsets(
     if n_baskets == 0 or len(candidates) == 0:
         return no_itemsets(), n_baskets, n_lines
     pairs = settings.max_len >= 2
-    counted = run(partial(_items_and_pairs, *common, candidates, pairs), "2/3: items and pairs")
+    counted = run(partial(_items_and_pairs, source, candidates, pairs), "2/3: items and pairs")
     item_counts = np.sum([d["items"] for d in counted], axis=0)
     pair_counts = np.sum([d["pairs"] for d in counted], axis=0) if pairs else None
     triples = None
     if settings.max_len >= 3:
         plan = plan_triples(*frequent_pairs(pair_counts, threshold), len(candidates))
         if plan is not None:
-            counted = run(partial(_triples, *common, candidates, plan), "3/3: triples")
+            counted = run(partial(_triples, source, candidates, plan), "3/3: triples")
             triples = (plan, np.sum([d["triples"] for d in counted], axis=0))
     itemsets = itemsets_frame(candidates, item_counts, pair_counts, triples, threshold, n_baskets)
     log.info(
