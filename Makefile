@@ -98,7 +98,7 @@ stack-down: venv
 lock:
 	rm -rf /tmp/basket-lock && $(PYTHON) -m venv /tmp/basket-lock
 	/tmp/basket-lock/bin/pip install --quiet "apache-airflow==3.3.2" "great-expectations==1.24.1" mlxtend pyarrow pandas \
-		scikit-learn lightgbm lleaves "llvmlite<0.45" matplotlib s3fs "apache-airflow-providers-amazon[s3fs]" apache-airflow-providers-postgres psycopg-pool apache-airflow-providers-celery "celery<5.7" jinja2 "dask[distributed]"
+		scikit-learn lightgbm lleaves "llvmlite<0.45" matplotlib s3fs "apache-airflow-providers-amazon[s3fs]" apache-airflow-providers-postgres psycopg-pool apache-airflow-providers-celery "celery<5.7" jinja2 "dask[distributed]" bokeh
 	{ echo "# Runtime dependencies, fully pinned (resolved with pip on Python 3.11; no Airflow constraints file needed)."; \
 	  echo "# Regenerate: make lock"; /tmp/basket-lock/bin/pip freeze; } > requirements.txt
 

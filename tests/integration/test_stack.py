@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -230,6 +231,10 @@ def test_task_logs_are_readable_and_show_progress(stack: dict, all_runs: dict) -
             assert "8/8 shards done (" in log, task_id
         mine = api.log(run_id, "mine_rules")
         assert "frequent itemsets of" in mine and "counted over 8 user shards" in mine
+    # the Dask dashboard `make stack` prints answers with its page
+    dashboard = json.loads((stack["native"].folder / "state.json").read_text())["dask_dashboard"]
+    with urllib.request.urlopen(dashboard, timeout=30) as page:
+        assert page.status == 200 and b"Dask" in page.read()
         shard = api.log(run_id, "recommend", map_index=1)
         assert "shard 2/2" in shard
         publish = api.log(run_id, "publish")
