@@ -267,13 +267,18 @@ class LinkedPreferences:
 #: The per-customer tables' columns (every user shard's part has them, empty or not).
 PER_USER_SCHEMAS = {
     "user_product_preferences": pa.schema(
-        [("user_id", pa.int32()), ("cluster_id", pa.int32()), ("purchases", pa.int32()),
-         ("share", pa.float32()), ("rank", pa.int16())]
+        {
+            "user_id": pa.int32(),
+            "cluster_id": pa.int32(),
+            "purchases": pa.int32(),
+            "share": pa.float32(),
+            "rank": pa.int16(),
+        }
     ),
     "preference_segments": pa.schema(
-        [("user_id", pa.int32()), ("pref_segment_id", pa.int32()), ("pref_segment_name", pa.string())]
+        {"user_id": pa.int32(), "pref_segment_id": pa.int32(), "pref_segment_name": pa.string()}
     ),
-}  # fmt: skip
+}
 
 
 def per_user_table(table: str, frame: pd.DataFrame) -> pa.Table:

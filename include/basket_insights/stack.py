@@ -396,11 +396,11 @@ def stack_up(stack: NativeStack, extra_env: dict[str, str] | None = None) -> dic
                 time.sleep(1)
         dask = shutil.which("dask", path=env["PATH"]) or "dask"
         dashboard = f"127.0.0.1:{ports['dask_dashboard']}"
-        commands["dask-scheduler"] = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(ports["dask"]),
-                                      "--dashboard-address", dashboard]  # fmt: skip
+        scheduler = ["--host", "127.0.0.1", "--port", str(ports["dask"]), "--dashboard-address", dashboard]
+        commands["dask-scheduler"] = [dask, "scheduler", *scheduler]
+        worker = ["--nthreads", "1", "--memory-limit", "6GB", "--no-dashboard"]
         for name in DASK_COMPONENTS[1:]:
-            commands[name] = [dask, "worker", env["BASKET_DASK_ADDRESS"], "--name", name, "--nthreads", "1",
-                              "--memory-limit", "6GB", "--no-dashboard"]  # fmt: skip
+            commands[name] = [dask, "worker", env["BASKET_DASK_ADDRESS"], "--name", name, *worker]
         state["dask_dashboard"] = f"http://{dashboard}/status"
         for name in DASK_COMPONENTS:
             processes[name] = _start(name, commands[name], _component_env(name, env), stack).pid
