@@ -177,3 +177,23 @@ def test_shards_run_in_order_in_process_and_bad_counts_are_refused() -> None:
         map_shards(lambda shard: {}, 0, label="t")
     with pytest.raises(ValueError, match=r"shard 3 is not one of 0 \.\. 2"):
         shard_table("orders", 3, 3)
+
+
+def test_a_rerun_of_an_earlier_date_changes_nothing_of_later_dates(history_lake: Lake) -> None:
+    lake, shards = history_lake, 3
+    refresh_shards(lake, END, shards)
+    build_user_features(lake, END, shards=shards)
+    later = {
+        table: lake.manifest("silver", table, END)
+        for table in (
+            "user_features",
+            *(shard_table(t, k, shards) for t in ("orders", "order_products") for k in range(3)),
+        )
+    }
+    # the earlier date re-ingested and re-run (a backfill), after the later date ran
+    ingest_order_products(lake, EARLIER, max_bad_fraction=0.05, force=True)
+    # every drop up to the earlier date was ingested again (force): each of those dates, and no other, is split
+    redone = len(lake.partitions("bronze", "order_products", up_to=EARLIER))
+    assert refresh_shards(lake, EARLIER, shards)["dates_split"] == redone < len(lake.partitions("bronze", "orders"))
+    build_user_features(lake, EARLIER, shards=shards)
+    assert {table: lake.manifest("silver", table, END) for table in later} == later
