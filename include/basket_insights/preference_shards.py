@@ -5,9 +5,10 @@ A customer's purchases per product cluster come from their own order lines only,
 (:func:`basket_insights.shard_map.map_shards`, in the task's process or on Dask):
 
 1. each shard's purchases per cluster (summed: every customer's shares, ``overall``) and its
-   ``fit_users`` (:data:`~basket_insights.preferences.FIT_USERS`) customers of smallest hash with their shares; of all
-   shards' samples, the smallest hashes are the fit sample :func:`~basket_insights.preferences.link_preferences`
-   takes from all customers at once, and the preference segmentation is fitted on it here;
+   ``fit_users`` (:data:`~basket_insights.preferences.FIT_USERS`) customers of smallest hash with their
+   purchases; of all shards' samples, the smallest hashes are the fit sample
+   :func:`~basket_insights.preferences.link_preferences` takes from all customers at once, and the
+   preference segmentation is fitted on its shares here;
 2. each shard assigns its customers to the nearest centre and writes its part of
    ``user_product_preferences`` and ``preference_segments``; the segment sizes and the behavioural
    segments' purchases per cluster add up.
@@ -35,6 +36,7 @@ from basket_insights.preferences import (
     fit_preference_model,
     per_user_table,
     preference_counts,
+    preference_shares,
     segment_preference_table,
     sized_profiles,
     smallest_hashes,
@@ -58,11 +60,10 @@ def _shard_counts(lake: Lake, ds: str, shards: int, shard: int) -> tuple[np.ndar
 
 def _sample_and_totals(lake_url: str, conn_id: str | None, ds: str, shards: int, fit_users: int, shard: int) -> dict:
     users, _, counts, lines = _shard_counts(Lake(lake_url, conn_id), ds, shards, shard)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    sample_users, sample_shares = smallest_hashes(users, shares, fit_users)
+    sample_users, sample_counts = smallest_hashes(users, counts, fit_users)
     return {
         "sample_users": sample_users,
-        "sample_shares": sample_shares,
+        "sample_counts": sample_counts,
         "totals": counts.sum(axis=0),
         "users": len(users),
         "rows": lines,
@@ -118,13 +119,13 @@ def sharded_preferences(
     overall = totals / max(totals.sum(), 1)
     _, sample = smallest_hashes(
         np.concatenate([d["sample_users"] for d in counted]),
-        np.concatenate([d["sample_shares"] for d in counted]),
+        np.concatenate([d["sample_counts"] for d in counted]),
         fit_users,
     )
     product_clusters = lake.read_table("gold", "product_clusters", dates=[ds]).to_pandas()
     clusters = np.sort(product_clusters["cluster_id"].unique())
     label_of = cluster_labels(product_clusters)
-    fitted = fit_preference_model(sample, overall, clusters, label_of, settings)
+    fitted = fit_preference_model(preference_shares(sample), overall, clusters, label_of, settings)
     seconds = time.monotonic() - started
     log.info(
         "%s: %d preference segments fitted on %d customers (%.1f s)", label, len(fitted.names), len(sample), seconds

@@ -67,13 +67,18 @@ def preference_counts(
     return users, clusters, counts
 
 
-def preference_table(users: np.ndarray, clusters: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
-    """Long form of a :func:`preference_counts` matrix: ``user_id, cluster_id, purchases, share, rank``.
+def preference_shares(counts: np.ndarray) -> np.ndarray:
+    """Each row of a :func:`preference_counts` matrix as shares of the customer's purchases (0 without any)."""
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
+def preference_table(users: np.ndarray, clusters: np.ndarray, counts: np.ndarray, shares: np.ndarray) -> pd.DataFrame:
+    """Long form of a :func:`preference_counts` matrix and its :func:`preference_shares`:
+    ``user_id, cluster_id, purchases, share, rank``.
 
     One row per (user, cluster) with purchases; rank 1 is the user's largest share (ties: lower
     cluster id first). Rows are ordered by user, then cluster.
     """
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     order = np.argsort(-counts, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, len(clusters) + 1)[None, :], axis=1)
@@ -95,16 +100,16 @@ def preference_table(users: np.ndarray, clusters: np.ndarray, counts: np.ndarray
 FIT_USERS = 50_000
 
 
-def smallest_hashes(users: np.ndarray, shares: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``size`` users of smallest hash and their share rows, sorted by user id: the fit sample of
+def smallest_hashes(users: np.ndarray, rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size`` users of smallest hash and their ``rows``, sorted by user id: the fit sample of
     one shard, and of all shards together when applied to their samples (the smallest of the smallest)."""
     from basket_insights.user_shards import user_hash
 
     if len(users) > size:
         keep = np.sort(np.argpartition(user_hash(users), size - 1)[:size])
-        users, shares = users[keep], shares[keep]
+        users, rows = users[keep], rows[keep]
     order = np.argsort(users, kind="stable")
-    return users[order], shares[order]
+    return users[order], rows[order]
 
 
 @dataclass
@@ -166,7 +171,7 @@ def assign_preferences(
 ) -> AssignedPreferences:
     """Customers' preference rows, their preference segments (nearest centre) and their behavioural
     segments' purchases per cluster; over user shards the sizes and purchases add up."""
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    shares = preference_shares(counts)
     labels = fitted.model.predict(shares) if len(users) else np.zeros(0, dtype=np.int32)
     pref_segments = pd.DataFrame(
         {
@@ -182,7 +187,7 @@ def assign_preferences(
     segment_counts = {int(sid): known_counts[seg_ids == sid].sum(axis=0) for sid in np.unique(seg_ids)}
     names = seg.loc[known].drop_duplicates("segment_id").set_index("segment_id")["segment_name"]
     return AssignedPreferences(
-        preference_table(users, clusters, counts),
+        preference_table(users, clusters, counts, shares),
         pref_segments,
         np.bincount(labels, minlength=len(fitted.names)),
         segment_counts,
@@ -233,10 +238,9 @@ def link_preferences(
     )
     if len(users) == 0:
         raise ValueError("no purchases of clustered products: no preferences to link")
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     overall = counts.sum(axis=0) / max(counts.sum(), 1)
-    _, sample = smallest_hashes(users, shares, fit_users)
-    fitted = fit_preference_model(sample, overall, clusters, label_of, settings)
+    _, sample = smallest_hashes(users, counts, fit_users)
+    fitted = fit_preference_model(preference_shares(sample), overall, clusters, label_of, settings)
     done = assign_preferences(users, clusters, counts, fitted, segments)
     return PreferenceTables(
         done.user_preferences,
