@@ -641,7 +641,9 @@ def bench_pipeline(
             metrics.unlink(missing_ok=True)
             total = _dag_test({**env, "BASKET_METRICS_FILE": str(metrics)}, PIPELINE_END, root / "daily.log")
         if client is not None:
-            result["dask_worker_peak_rss_mb"] = sorted(client.run(_peak_rss_mb).values())
+            from basket_insights.metrics import peak_rss_mb
+
+            result["dask_worker_peak_rss_mb"] = sorted(round(p, 1) for p in client.run(peak_rss_mb).values())
     history = json.loads((root / "history.json").read_text())
     ingest = [t for t in history["tasks"] if t["task_id"].startswith("ingest_")]
     ingest_seconds = sum(t["seconds"] for t in ingest)
@@ -661,13 +663,6 @@ def bench_pipeline(
     result["baseline_seconds"] = round(baseline["seconds"], 1)
     result["ratio"] = round(baseline["seconds"] / total, 2)
     return result
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory in MB (run on each Dask worker)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def format_pipeline(result: dict[str, Any], command: str) -> str:
