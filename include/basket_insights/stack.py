@@ -147,8 +147,7 @@ def init_stack(env: dict[str, str] | None = None) -> dict:
     warehouse = _require(env, "STACK_WAREHOUSE_URI")
 
     _create_database(warehouse)
-    lake_conn = {"conn_type": "aws", "login": key, "password": secret, "extra": {"endpoint_url": endpoint}}
-    _set_connection(lake_conn_id, lake_conn, env)
+    _set_connection(lake_conn_id, lake_connection(env), env)
     parts = urlsplit(warehouse)
     db_conn = {"conn_type": "postgres", "host": parts.hostname, "port": parts.port or 5432,
                "login": parts.username, "password": parts.password or "", "schema": parts.path.lstrip("/")}  # fmt: skip
