@@ -12,7 +12,7 @@ wait_for_drop ─> ingest_catalog ─┬─────────────�
                                                                             └> mine_rules
 mine_rules + link_preferences ─> fit_recommender ─┬> recommend[shards] ─> collect_recommendations ─┐
                                                   └> evaluate ──────────────────────────────────────┼─> report
-ingest_order_products ─> predict_reorders ─────────────────────────────────────────────────────────┴─> publish
+shard_history ─> predict_reorders ─────────────────────────────────────────────────────────────────┴─> publish
 ```
 (`report` and `publish` each start once all three are done, and run side by side.)
 
@@ -27,8 +27,9 @@ ingest_order_products ─> predict_reorders ────────────
   (`silver/orders.shard-K-of-N`, `silver/order_products.shard-K-of-N`), splitting every date whose
   bronze partitions changed; with one shard (the default) it has nothing to do.
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`. With user
-  shards it, **mine_rules** and **link_preferences** read the history one shard at a time, in the
-  task's own process or on the Dask scheduler of `BASKET_DASK_ADDRESS` (the same outputs either way).
+  shards it, **mine_rules**, **link_preferences** and **predict_reorders** read the history one shard
+  at a time, in the task's own process or on the Dask scheduler of `BASKET_DASK_ADDRESS` (the same
+  outputs either way).
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
@@ -281,7 +282,8 @@ def basket_insights() -> None:
     def predict_reorders(ds: str | None = None, run_id: str | None = None) -> dict:
         from basket_insights.reorder_tasks import reorder_settings, run_predict_reorders
 
-        return run_predict_reorders(_lake(), ds, reorder_settings(SETTINGS), run_id=run_id)
+        settings, shards, address = reorder_settings(SETTINGS), SETTINGS.user_shards, SETTINGS.dask_address
+        return run_predict_reorders(_lake(), ds, settings, shards=shards, dask_address=address, run_id=run_id)
 
     @task(outlets=[GOLD[t] for t in REPORTED])
     def report(ds: str | None = None, run_id: str | None = None) -> dict:
@@ -317,7 +319,7 @@ def basket_insights() -> None:
     # The fit reads no preference: it waits for them so that link_preferences, ready long before a slot
     # frees, does not take the slot recommend or evaluate needs when the fit ends (docs/benchmarks.md).
     [rules, preferences] >> model >> [shards, evaluation]
-    day = [shards >> collect_recommendations(), evaluation, order_lines >> predict_reorders()]
+    day = [shards >> collect_recommendations(), evaluation, history >> predict_reorders()]
     # the report and the SQL tables are written from the same gold tables, side by side
     cross_downstream(day, [report(), publish()])
 

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from basket_insights.arrays import select_rows
 from basket_insights.blocks import blocks_of, map_ahead
@@ -44,12 +45,26 @@ from basket_insights.reorder_model import (
     ReorderSettings,
     fit_reorder_model,
 )
+from basket_insights.user_shards import smallest_hash_users
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 BUY_AGAIN_COLUMNS = ["user_id", "rank", "product_id", "product_name", "probability", "chosen", "reason"]
+#: ``gold/buy_again``: the run's date, then :data:`BUY_AGAIN_COLUMNS`.
+BUY_AGAIN_SCHEMA = pa.schema(
+    [
+        ("ds", pa.large_string()),
+        ("user_id", pa.int64()),
+        ("rank", pa.int16()),
+        ("product_id", pa.int64()),
+        ("product_name", pa.large_string()),
+        ("probability", pa.float64()),
+        ("chosen", pa.bool_()),
+        ("reason", pa.large_string()),
+    ]
+)
 
 
 def customers_mask(user_ids: np.ndarray, customers: np.ndarray) -> np.ndarray:
@@ -69,6 +84,57 @@ def customers_with_orders(users: np.ndarray, order_ids: np.ndarray, at_least: in
     return np.flatnonzero(counts >= at_least)
 
 
+def label_mask(positions: tuple[np.ndarray, np.ndarray], skip: int) -> np.ndarray:
+    """Per line: is it in its customer's order ``skip`` from the last, with an order before it to learn
+    from? (``skip = 0``: the last orders the evaluation holds out.) ``positions``:
+    :func:`~basket_insights.reorder_features.orders_from_last` of the lines."""
+    from_last, orders = positions
+    return (from_last == skip) & (orders >= skip + 2)
+
+
+def labelled_customers(history: History, positions: tuple[np.ndarray, np.ndarray], skip: int) -> np.ndarray:
+    """The sorted ids of the customers with a label order ``skip`` from their last (:func:`label_mask`)."""
+    return np.unique(history.lines["user_id"].to_numpy(np.int64)[label_mask(positions, skip)])
+
+
+def fit_examples(
+    history: History,
+    sample: np.ndarray,
+    skip: int,
+    positions: tuple[np.ndarray, np.ndarray],
+    products: ProductStats,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The fit's candidates and 0/1 labels for the customers ``sample`` (sorted ids with a label order):
+    candidates from their orders before the label order, labels from it. ``products``: the product
+    features over every customer's orders before their label order."""
+    lines = history.lines
+    users = lines["user_id"].to_numpy(np.int64)
+    sampled = customers_mask(users, sample)
+    inputs = positions[0] > skip
+    candidates = reorder_candidates(History(select_rows(lines, inputs & sampled)), products)
+    label = label_mask(positions, skip)
+    labels = label_candidates(candidates, select_rows(lines, label & sampled, ["user_id", "product_id"]))
+    return candidates, labels
+
+
+def fit_on_examples(
+    candidates: pd.DataFrame, labels: np.ndarray, settings: ReorderSettings
+) -> ReorderModel | FrequencyModel:
+    """:func:`~basket_insights.reorder_model.fit_reorder_model` on :func:`fit_examples`, or the
+    frequency fallback when there is nothing to learn."""
+    log.info(
+        "buy-again fit: %d customers sampled of those with a label order, %d candidates, %d reordered",
+        candidates["user_id"].nunique(),
+        len(candidates),
+        int(labels.sum()),
+    )
+    try:
+        return fit_reorder_model(candidates, labels, settings)
+    except NothingToLearn as exc:
+        log.warning("buy-again fit: %s; predicting by each product's share of the customer's orders", exc)
+        return FrequencyModel(str(exc))
+
+
 def fit_buy_again(
     history: History,
     settings: ReorderSettings,
@@ -80,39 +146,19 @@ def fit_buy_again(
 
     ``skip = 0``: the last order of ``history`` labels, the orders before it are the input; the
     ``predict_reorders`` task passes ``skip = 1``, leaving each customer's last order out of the fit
-    altogether (it is the evaluation's). Only a sample of ``settings.train_users`` labelled customers
-    get candidates; the product features count every customer's input orders. ``positions``:
-    :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the caller has it;
-    ``products``: the product features over the input lines (those more than ``skip`` orders from
-    each customer's last), likewise.
+    altogether (it is the evaluation's). Only the ``settings.train_users`` labelled customers of
+    smallest :func:`~basket_insights.user_shards.user_hash` get candidates (the same sample when the
+    history is read in user shards); the product features count every customer's input orders.
+    ``positions``: :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the
+    caller has it; ``products``: the product features over the input lines (those more than ``skip``
+    orders from each customer's last), likewise.
     """
-    started = time.monotonic()
-    lines = history.lines
-    from_last, orders = positions if positions is not None else orders_from_last(lines)
-    users = lines["user_id"].to_numpy(np.int64)
-    label = (from_last == skip) & (orders >= skip + 2)
-    inputs = from_last > skip
-    labelled = np.unique(users[label])
-    rng = np.random.default_rng(settings.seed)
-    if len(labelled) > settings.train_users:
-        labelled = np.sort(rng.choice(labelled, settings.train_users, replace=False))
-    sampled = customers_mask(users, labelled)
+    positions = positions if positions is not None else orders_from_last(history.lines)
     if products is None:
-        products = product_stats(history, keep=inputs)
-    candidates = reorder_candidates(History(select_rows(lines, inputs & sampled)), products)
-    labels = label_candidates(candidates, select_rows(lines, label & sampled, ["user_id", "product_id"]))
-    log.info(
-        "buy-again fit: %d customers sampled of those with a label order, %d candidates, %d reordered (%.1f s)",
-        len(labelled),
-        len(candidates),
-        int(labels.sum()),
-        time.monotonic() - started,
-    )
-    try:
-        return fit_reorder_model(candidates, labels, settings)
-    except NothingToLearn as exc:
-        log.warning("buy-again fit: %s; predicting by each product's share of the customer's orders", exc)
-        return FrequencyModel(str(exc))
+        products = product_stats(history, keep=positions[0] > skip)
+    sample = smallest_hash_users(labelled_customers(history, positions, skip), settings.train_users)
+    candidates, labels = fit_examples(history, sample, skip, positions, products)
+    return fit_on_examples(candidates, labels, settings)
 
 
 def reasons(candidates: pd.DataFrame, as_of_day: int) -> np.ndarray:

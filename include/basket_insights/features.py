@@ -258,14 +258,25 @@ class History:
     lines: pd.DataFrame
 
 
-def load_history(lake: Lake, ds: str, *, cart_and_day: bool = False) -> History:
+def load_history(
+    lake: Lake, ds: str, *, cart_and_day: bool = False, shard: int | None = None, shards: int = 1
+) -> History:
     """Every order line ``<= ds`` with its user and order number; with ``cart_and_day`` also its cart
-    position (``add_to_cart_order``) and its order's ``day`` (days since 1970-01-01), for buy again."""
-    orders = lake.read_table(
-        "bronze", "orders", up_to=ds, with_ds=cart_and_day, columns=["order_id", "user_id", "order_number"]
-    )
-    extra = ["add_to_cart_order"] if cart_and_day else []
-    lines = lake.read_table("bronze", "order_products", up_to=ds, columns=["order_id", "product_id", *extra])
+    position (``add_to_cart_order``) and its order's ``day`` (days since 1970-01-01), for buy again.
+
+    With ``shard``, only the lines of that user shard of ``shards``, from its history shard
+    (:mod:`basket_insights.user_shards`) instead of the bronze tables.
+    """
+    order_columns = ["order_id", "user_id", "order_number"]
+    line_columns = ["order_id", "product_id", *(["add_to_cart_order"] if cart_and_day else [])]
+    if shard is None:
+        orders = lake.read_table("bronze", "orders", up_to=ds, with_ds=cart_and_day, columns=order_columns)
+        lines = lake.read_table("bronze", "order_products", up_to=ds, columns=line_columns)
+    else:
+        from basket_insights.user_shards import read_shard_lines, read_shard_orders
+
+        orders = read_shard_orders(lake, ds, shard, shards, columns=order_columns, with_ds=cart_and_day)
+        lines = read_shard_lines(lake, ds, shard, shards, columns=line_columns)
     order_ids = orders.column("order_id").to_numpy()
     line_orders = lines.column("order_id").to_numpy()
     size = int(max(order_ids.max(initial=0), line_orders.max(initial=0))) + 1

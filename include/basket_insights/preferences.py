@@ -103,11 +103,10 @@ FIT_USERS = 50_000
 def smallest_hashes(users: np.ndarray, rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``size`` users of smallest hash and their ``rows``, sorted by user id: the fit sample of
     one shard, and of all shards together when applied to their samples (the smallest of the smallest)."""
-    from basket_insights.user_shards import user_hash
+    from basket_insights.user_shards import smallest_hash_positions
 
-    if len(users) > size:
-        keep = np.sort(np.argpartition(user_hash(users), size - 1)[:size])
-        users, rows = users[keep], rows[keep]
+    keep = smallest_hash_positions(users, size)
+    users, rows = users[keep], rows[keep]
     order = np.argsort(users, kind="stable")
     return users[order], rows[order]
 

@@ -15,7 +15,7 @@ Methods (:data:`METHODS`):
   themselves*: the strongest form of that baseline, a ceiling a fixed threshold could not beat;
 * ``last_order``: the customer's last order again.
 
-Up to ``EvaluationSettings.customers`` held-out customers (a seeded sample when there are more);
+Up to ``EvaluationSettings.customers`` held-out customers (those of smallest user hash when there are more);
 a 95 % bootstrap interval over customers for each mean F1, and the paired difference of each
 method to the best baseline with its interval.
 """
@@ -23,13 +23,14 @@ method to the best baseline with its interval.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from basket_insights.arrays import select_rows
-from basket_insights.buy_again import customers_mask, map_blocks, score_candidates
+from basket_insights.buy_again import customers_mask, label_mask, labelled_customers, map_blocks, score_candidates
 from basket_insights.evaluation import EvaluationSettings, bootstrap_means
 from basket_insights.expected_f1 import basket_f1
 from basket_insights.features import History
@@ -41,6 +42,7 @@ from basket_insights.reorder_features import (
     reorder_candidates,
 )
 from basket_insights.reorder_model import FrequencyModel, ReorderModel, ReorderSettings
+from basket_insights.user_shards import smallest_hash_users
 
 log = logging.getLogger(__name__)
 
@@ -53,37 +55,50 @@ BASELINES = ("frequency_threshold", "last_order")
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.501, 0.05))
 
 
-def evaluate_buy_again(
+@dataclass
+class Judged:
+    """Customers' F1 on their held-out orders, per method (and per threshold ``t`` of
+    ``frequency_threshold``), with the sizes of the sets named; customers sorted by id."""
+
+    customers: np.ndarray
+    f1: dict[str | float, np.ndarray]  # per method or threshold: one F1 per customer
+    sizes: dict[str | float, int]  # per method or threshold: products (and None) named in all
+
+    @classmethod
+    def combine(cls, parts: Sequence[Judged]) -> Judged:
+        """All customers of ``parts`` (disjoint: blocks or user shards) in one, sorted by id as if
+        judged together: the bootstrap draws customers by position."""
+        keys = ["buy_again_model", *THRESHOLDS, "last_order"]
+        customers = np.concatenate([np.zeros(0, np.int64), *(part.customers for part in parts)])
+        order = np.argsort(customers, kind="stable")
+        f1 = {key: np.concatenate([np.zeros(0), *(part.f1[key] for part in parts)])[order] for key in keys}
+        sizes = {key: sum(part.sizes[key] for part in parts) for key in keys}
+        return cls(customers[order], f1, sizes)
+
+
+def held_out_customers(history: History, positions: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The sorted ids of the customers whose last order is held out (those with two orders or more)."""
+    return labelled_customers(history, positions, 0)
+
+
+def judge_buy_again(
     history: History,
     model: ReorderModel | FrequencyModel,
     settings: ReorderSettings,
-    evaluation: EvaluationSettings | None = None,
-    positions: tuple[np.ndarray, np.ndarray] | None = None,
-    products: ProductStats | None = None,
-) -> pd.DataFrame:
-    """One row per method of :data:`METHODS`: ``users_evaluated, mean_f1, f1_low, f1_high, mean_set_size,
-    threshold`` and the paired difference to the best baseline (``baseline, f1_vs_baseline, *_low, *_high``).
-
-    ``positions``: :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the
-    caller has it; ``products``: the product features over every line but the held-out last orders,
-    likewise."""
-    evaluation = evaluation or EvaluationSettings()
-    started = time.monotonic()
+    customers: np.ndarray,
+    positions: tuple[np.ndarray, np.ndarray],
+    products: ProductStats,
+) -> Judged:
+    """Every method's sets for ``customers`` (sorted ids of :func:`held_out_customers`) from their
+    history before the held-out order, scored against it. ``products``: the product features over
+    every customer's lines but the held-out orders, as in training."""
     lines = history.lines
-    from_last, orders = positions if positions is not None else orders_from_last(lines)
     user_ids = lines["user_id"].to_numpy(np.int64)
-    held = (from_last == 0) & (orders >= 2)
-    customers = np.unique(user_ids[held])
-    if len(customers) > evaluation.customers:
-        rng = np.random.default_rng(evaluation.seed)
-        customers = np.sort(rng.choice(customers, evaluation.customers, replace=False))
-    scored = customers_mask(user_ids, customers)
-    # the product features count every customer's earlier orders, as in training
-    stats = product_stats(history, keep=~held) if products is None else products
-    held_lines = select_rows(lines, held & scored, ["user_id", "product_id"])
+    held = label_mask(positions, 0)
+    held_lines = select_rows(lines, held & customers_mask(user_ids, customers), ["user_id", "product_id"])
 
-    def judge(block: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-        candidates = reorder_candidates(History(select_rows(lines, customers_mask(user_ids, block) & ~held)), stats)
+    def judge(block: np.ndarray) -> Judged:
+        candidates = reorder_candidates(History(select_rows(lines, customers_mask(user_ids, block) & ~held)), products)
         scored_block = score_candidates(model, candidates, settings)
         rows, n = scored_block.rows, len(scored_block.users)
         bought = label_candidates(candidates, held_lines).astype(bool)
@@ -98,27 +113,53 @@ def evaluate_buy_again(
         last = candidates["up_orders_since"].to_numpy() == 0
         f1["last_order"] = basket_f1(rows, last, bought, np.zeros(n, bool), n)
         size["last_order"] = int(last.sum())
-        return f1, size
+        return Judged(scored_block.users, f1, size)
 
-    judged = [result for _, result in map_blocks(judge, customers, settings)]
-    n = len(customers)
-    methods = ["buy_again_model", *THRESHOLDS, "last_order"]
-    f1_all = {m: np.concatenate([f1[m] for f1, _ in judged]) if judged else np.zeros(0) for m in methods}
-    size_all = {m: sum(size[m] for _, size in judged) / max(n, 1) for m in methods}
-    best_t = max(THRESHOLDS, key=lambda t: f1_all[t].mean() if n else 0.0)
+    return Judged.combine([judged for _, judged in map_blocks(judge, customers, settings)])
+
+
+def evaluation_table(judged: Judged, evaluation: EvaluationSettings) -> pd.DataFrame:
+    """One row per method of :data:`METHODS`: ``users_evaluated, mean_f1, f1_low, f1_high, mean_set_size,
+    threshold`` and the paired difference to the best baseline (``baseline, f1_vs_baseline, *_low, *_high``);
+    ``frequency_threshold`` at its best ``t`` on these customers."""
+    n = len(judged.customers)
+    best_t = max(THRESHOLDS, key=lambda t: judged.f1[t].mean() if n else 0.0)
     # each method of METHODS, the frequency threshold at its best t
     source = {"buy_again_model": "buy_again_model", "frequency_threshold": best_t, "last_order": "last_order"}
-    f1 = {method: f1_all[key] for method, key in source.items()}
-    sizes = {method: size_all[key] for method, key in source.items()}
+    f1 = {method: judged.f1[key] for method, key in source.items()}
+    sizes = {method: judged.sizes[key] / max(n, 1) for method, key in source.items()}
     table = _score_table(f1, sizes, evaluation)
     table.loc[table["method"] == "frequency_threshold", "threshold"] = best_t
     log.info(
-        "buy-again evaluation: %d customers, %s (%.1f s)",
+        "buy-again evaluation: %d customers, %s",
         n,
         table[["method", "mean_f1", "f1_low", "f1_high"]].round(4).to_dict("records"),
-        time.monotonic() - started,
     )
     return table
+
+
+def evaluate_buy_again(
+    history: History,
+    model: ReorderModel | FrequencyModel,
+    settings: ReorderSettings,
+    evaluation: EvaluationSettings | None = None,
+    positions: tuple[np.ndarray, np.ndarray] | None = None,
+    products: ProductStats | None = None,
+) -> pd.DataFrame:
+    """:func:`evaluation_table` of the ``evaluation.customers`` held-out customers of smallest
+    :func:`~basket_insights.user_shards.user_hash` (the same sample when the history is read in user
+    shards).
+
+    ``positions``: :func:`~basket_insights.reorder_features.orders_from_last` of the lines, when the
+    caller has it; ``products``: the product features over every line but the held-out last orders,
+    likewise."""
+    evaluation = evaluation or EvaluationSettings()
+    positions = positions if positions is not None else orders_from_last(history.lines)
+    if products is None:
+        products = product_stats(history, keep=~label_mask(positions, 0))
+    customers = smallest_hash_users(held_out_customers(history, positions), evaluation.customers)
+    judged = judge_buy_again(history, model, settings, customers, positions, products)
+    return evaluation_table(judged, evaluation)
 
 
 def _score_table(f1: dict[str, np.ndarray], sizes: dict[str, float], settings: EvaluationSettings) -> pd.DataFrame:

@@ -125,6 +125,34 @@ class ProductStats:
         return values[np.where(products < len(values) - 1, products, len(values) - 1)]
 
 
+@dataclass(frozen=True)
+class ProductCounts:
+    """Per product id: its order lines, buyers and buyers of two lines or more over some customers.
+
+    Every customer's lines count for their products only, so the counts of disjoint sets of
+    customers (user shards) add up (``+``) to those of all of them; :meth:`stats` turns them into
+    :class:`ProductStats`."""
+
+    lines: np.ndarray
+    buyers: np.ndarray
+    repeaters: np.ndarray
+
+    def __add__(self, other: ProductCounts) -> ProductCounts:
+        size = max(len(self.lines), len(other.lines))
+
+        def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.pad(a, (0, size - len(a))) + np.pad(b, (0, size - len(b)))
+
+        return ProductCounts(
+            add(self.lines, other.lines), add(self.buyers, other.buyers), add(self.repeaters, other.repeaters)
+        )
+
+    def stats(self) -> ProductStats:
+        """The ``product_*`` features of these counts (``NaN`` rates for a product without lines)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ProductStats(self.buyers, (self.lines - self.buyers) / self.lines, self.repeaters / self.buyers)
+
+
 def product_stats(history: History, keep: np.ndarray | None = None) -> ProductStats:
     """:class:`ProductStats` over the lines of ``history`` (those where ``keep``, when given)."""
     if keep is None:
@@ -135,11 +163,18 @@ def product_stats(history: History, keep: np.ndarray | None = None) -> ProductSt
 def product_stats_by_group(
     history: History, group: np.ndarray, subsets: Sequence[Collection[int]]
 ) -> list[ProductStats]:
-    """:func:`product_stats` of several subsets of the lines of ``history`` for the cost of one sort.
+    """:func:`product_stats` of several subsets of the lines of ``history`` for the cost of one sort
+    (see :func:`product_counts_by_group`)."""
+    return [counts.stats() for counts in product_counts_by_group(history, group, subsets)]
+
+
+def product_counts_by_group(
+    history: History, group: np.ndarray, subsets: Sequence[Collection[int]]
+) -> list[ProductCounts]:
+    """:class:`ProductCounts` of several subsets of the lines of ``history`` for the cost of one sort.
 
     ``group``: a small non-negative code per line; each of ``subsets`` is the codes of the lines it
-    counts. The statistics cover every product id up to the largest in ``history``; a product without
-    lines in a subset has no buyers there and ``NaN`` rates.
+    counts. The counts cover every product id up to the largest in ``history``.
     """
     users = history.lines["user_id"].to_numpy(np.int64)
     products = history.lines["product_id"].to_numpy(np.int64)
@@ -162,8 +197,7 @@ def product_stats_by_group(
         lines = np.bincount(pair_product, weights=times, minlength=n_products)
         buyers = np.bincount(pair_product[times > 0], minlength=n_products).astype(np.float64)
         repeaters = np.bincount(pair_product[times >= 2], minlength=n_products).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.append(ProductStats(buyers, (lines - buyers) / lines, repeaters / buyers))
+        out.append(ProductCounts(lines, buyers, repeaters))
     return out
 
 

@@ -28,13 +28,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from basket_insights.buy_again import fit_buy_again, predict_buy_again
+from basket_insights.buy_again import BUY_AGAIN_SCHEMA, fit_buy_again, label_mask, predict_buy_again
+from basket_insights.evaluation import EvaluationSettings
 from basket_insights.features import History, load_history
 from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 from basket_insights.reorder_evaluation import evaluate_buy_again
-from basket_insights.reorder_features import ProductStats, orders_from_last, product_stats_by_group
-from basket_insights.reorder_model import ReorderModel, ReorderSettings
+from basket_insights.reorder_features import (
+    ProductCounts,
+    ProductStats,
+    orders_from_last,
+    product_counts_by_group,
+)
+from basket_insights.reorder_model import FrequencyModel, ReorderModel, ReorderSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ def reorder_settings(settings: object) -> ReorderSettings:
     return ReorderSettings()
 
 
-def describe_model(model: ReorderModel) -> dict:
+def describe_model(model: ReorderModel | FrequencyModel) -> dict:
     """What the fit chose, for logs, ``fit.json`` and people."""
     return {
         "params": model.params,
@@ -65,24 +71,69 @@ def load_reorder_model(lake: Lake, ds: str) -> ReorderModel:
     return pickle.loads(lake.read_file("silver", MODEL_TABLE, ds, "model.pkl"))
 
 
-def product_stats_of_splits(
+def product_counts_of_splits(
     history: History, positions: tuple[np.ndarray, np.ndarray], skip: int
-) -> tuple[ProductStats, ProductStats, ProductStats]:
-    """The product features the task's three steps count, from one sort of the history: the fit's
+) -> list[ProductCounts]:
+    """The product counts the task's three steps use, from one sort of the history: the fit's
     (lines more than ``skip`` orders before each customer's last, as in
     :func:`~basket_insights.buy_again.fit_buy_again`), the evaluation's (every line but the held-out
     last orders of customers with two or more) and the prediction's (every line)."""
-    from_last, orders = positions
     # 1: a lone order, 2 .. skip + 1: the orders the fit leaves out, skip + 2: the fit's inputs
-    group = (np.minimum(from_last, skip + 1) + 1).astype(np.int8)
-    group[(from_last == 0) & (orders >= 2)] = 0  # held out by the evaluation
+    group = (np.minimum(positions[0], skip + 1) + 1).astype(np.int8)
+    group[label_mask(positions, 0)] = 0  # held out by the evaluation
     every = set(range(skip + 3))
-    fit, evaluation, prediction = product_stats_by_group(history, group, [{skip + 2}, every - {0}, every])
-    return fit, evaluation, prediction
+    return product_counts_by_group(history, group, [{skip + 2}, every - {0}, every])
 
 
-def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_id: str = "") -> dict:
-    """Fit, predict and evaluate buy again for ``ds`` (see the module docstring)."""
+def product_stats_of_splits(
+    history: History, positions: tuple[np.ndarray, np.ndarray], skip: int
+) -> list[ProductStats]:
+    """:func:`product_counts_of_splits` as the product features: fit, evaluation, prediction."""
+    return [counts.stats() for counts in product_counts_of_splits(history, positions, skip)]
+
+
+def buy_again_table(predictions: pd.DataFrame, ds: str) -> pa.Table:
+    """``gold/buy_again`` rows of ``ds`` from :func:`~basket_insights.buy_again.predict_buy_again`."""
+    return pa.Table.from_pandas(predictions.assign(ds=ds), schema=BUY_AGAIN_SCHEMA, preserve_index=False)
+
+
+def write_model(lake: Lake, ds: str, model: ReorderModel | FrequencyModel, *, run_id: str = "") -> None:
+    """``silver/reorder_model/ds=D/``: the model and what the fit chose (:func:`describe_model`)."""
+    described = json.dumps(describe_model(model), indent=1, default=str).encode()
+    files = {"model.pkl": pickle.dumps(model), "fit.json": described}
+    lake.write_files("silver", MODEL_TABLE, ds, files, run_id=run_id)
+
+
+def write_evaluation(
+    lake: Lake, ds: str, table: pd.DataFrame, model: ReorderModel | FrequencyModel, *, run_id: str = ""
+) -> dict[str, float]:
+    """``gold/buy_again_evaluation`` and ``gold/buy_again_importances``; each method's mean F1."""
+    for name, frame in (("buy_again_evaluation", table), ("buy_again_importances", pd.DataFrame(model.importances))):
+        frame = frame.copy()
+        frame.insert(0, "ds", ds)
+        lake.write_table("gold", name, ds, pa.Table.from_pandas(frame, preserve_index=False), run_id=run_id)
+    return {row["method"]: round(row["mean_f1"], 4) for row in table.to_dict("records")}
+
+
+def run_predict_reorders(
+    lake: Lake,
+    ds: str,
+    settings: ReorderSettings,
+    *,
+    shards: int = 1,
+    dask_address: str | None = None,
+    evaluation: EvaluationSettings | None = None,
+    run_id: str = "",
+) -> dict:
+    """Fit, predict and evaluate buy again for ``ds`` (see the module docstring): from the bronze
+    history in this process, or over ``shards`` user shards
+    (:func:`basket_insights.reorder_shards.sharded_predict_reorders`, the same tables)."""
+    if shards > 1:
+        from basket_insights.reorder_shards import sharded_predict_reorders
+
+        return sharded_predict_reorders(
+            lake, ds, settings, shards, dask_address=dask_address, evaluation=evaluation, run_id=run_id
+        )
     started = time.monotonic()
     history = load_history(lake, ds, cart_and_day=True)
     rows_in = len(history.lines)
@@ -90,32 +141,19 @@ def run_predict_reorders(lake: Lake, ds: str, settings: ReorderSettings, *, run_
     positions = orders_from_last(history.lines)  # the fit and the evaluation split on it
     fit_products, evaluation_products, products = product_stats_of_splits(history, positions, FIT_SKIP)
     model = fit_buy_again(history, settings, skip=FIT_SKIP, positions=positions, products=fit_products)
-    described = describe_model(model)
-    lake.write_files(
-        "silver",
-        MODEL_TABLE,
-        ds,
-        {"model.pkl": pickle.dumps(model), "fit.json": json.dumps(described, indent=1, default=str).encode()},
-        run_id=run_id,
-    )
-    as_of_day = (date.fromisoformat(ds) - _EPOCH).days
-    predictions = predict_buy_again(model, history, product_names(lake, ds), as_of_day, settings, products)
-    predictions.insert(0, "ds", ds)
-    lake.write_table("gold", "buy_again", ds, pa.Table.from_pandas(predictions, preserve_index=False), run_id=run_id)
+    write_model(lake, ds, model, run_id=run_id)
+    predictions = predict_buy_again(model, history, product_names(lake, ds), as_of_day(ds), settings, products)
+    lake.write_table("gold", "buy_again", ds, buy_again_table(predictions, ds), run_id=run_id)
     log.info("predict_reorders ds=%s: %d rows of buy_again (%.1f s)", ds, len(predictions), time.monotonic() - started)
     rows_out, customers = len(predictions), int((predictions["rank"] == 0).sum())
     del predictions  # its reasons are a large part of the task's memory; the evaluation needs its own
-    table = evaluate_buy_again(history, model, settings, positions=positions, products=evaluation_products)
+    table = evaluate_buy_again(history, model, settings, evaluation, positions, evaluation_products)
     del history, positions
-    table.insert(0, "ds", ds)
-    lake.write_table(
-        "gold", "buy_again_evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id
-    )
-    importances = pd.DataFrame(model.importances)
-    importances.insert(0, "ds", ds)
-    lake.write_table(
-        "gold", "buy_again_importances", ds, pa.Table.from_pandas(importances, preserve_index=False), run_id=run_id
-    )
-    f1 = {row["method"]: round(row["mean_f1"], 4) for row in table.to_dict("records")}
+    f1 = write_evaluation(lake, ds, table, model, run_id=run_id)
     log.info("predict_reorders ds=%s: mean F1 %s (%.1f s)", ds, f1, time.monotonic() - started)
-    return {"rows_in": rows_in, "rows_out": rows_out, "customers": customers, **f1}
+    return {"rows_in": rows_in, "rows_out": rows_out, "customers": customers, "shards": shards, **f1}
+
+
+def as_of_day(ds: str) -> int:
+    """``ds`` as days since 1970-01-01, the ``day`` of the history's lines (reasons say how long ago)."""
+    return (date.fromisoformat(ds) - _EPOCH).days

@@ -54,6 +54,20 @@ def user_hash(user_ids: np.ndarray) -> np.ndarray:
     return z
 
 
+def smallest_hash_positions(user_ids: np.ndarray, size: int) -> np.ndarray:
+    """The positions, ascending, of the ``size`` distinct ``user_ids`` of smallest :func:`user_hash`
+    (every position when there are no more). A sample of customers taken this way is the same
+    whether it is drawn from all of them at once or from each shard's own sample of the same size."""
+    if len(user_ids) <= size:
+        return np.arange(len(user_ids))
+    return np.sort(np.argpartition(user_hash(user_ids), size - 1)[:size])
+
+
+def smallest_hash_users(user_ids: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` distinct ``user_ids`` of smallest :func:`user_hash`, sorted by id."""
+    return np.sort(np.asarray(user_ids)[smallest_hash_positions(user_ids, size)])
+
+
 def shard_of(user_ids: np.ndarray, shards: int) -> np.ndarray:
     """The shard (``0 .. shards - 1``) of each user id: :func:`user_hash` modulo ``shards``, so that
     consecutive ids, as shops hand them out, spread evenly over the shards."""

@@ -88,8 +88,8 @@ def test_task_order(dagbag: dict) -> None:
     # the report and the SQL publish read the same finished gold tables: side by side, not one after the other
     assert tasks["report"]["upstream"] == ["collect_recommendations", "evaluate", "predict_reorders"]
     assert tasks["publish"]["upstream"] == ["collect_recommendations", "evaluate", "predict_reorders"]
-    # buy again needs only the order history: it runs beside the whole recommendation chain
-    assert tasks["predict_reorders"]["upstream"] == ["ingest_order_products"]
+    # buy again needs only the order history (its user shards): it runs beside the whole recommendation chain
+    assert tasks["predict_reorders"]["upstream"] == ["shard_history"]
 
 
 def test_each_gold_asset_is_marked_once_it_is_final(dagbag: dict) -> None:

@@ -15,7 +15,11 @@ from basket_insights.lake import Lake
 pytestmark = pytest.mark.integration
 
 #: Gold tables the sharded steps write a part per user shard of, and the keys of their rows.
-SHARD_ORDERED = {"user_product_preferences": ["user_id", "cluster_id"], "preference_segments": ["user_id"]}
+SHARD_ORDERED = {
+    "user_product_preferences": ["user_id", "cluster_id"],
+    "preference_segments": ["user_id"],
+    "buy_again": ["user_id", "rank"],
+}
 
 
 def test_bench_pipeline_reports_every_task_and_the_baseline(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from basket_insights.user_shards import (
     refresh_shards,
     shard_of,
     shard_table,
+    smallest_hash_users,
     split_day,
 )
 from tests.unit.conftest import HISTORY_EARLIER as EARLIER
@@ -55,6 +56,17 @@ def test_the_shard_of_a_user_never_changes_and_shards_are_even() -> None:
     assert (shard_of(np.arange(1, 1000), 1) == 0).all()
     with pytest.raises(ValueError, match="at least 1"):
         shard_of(np.array([1]), 0)
+
+
+def test_a_sample_by_smallest_hash_is_the_same_drawn_from_the_shards_samples() -> None:
+    users = np.arange(1, 5_001)
+    sample = smallest_hash_users(users, 300)
+    assert len(sample) == 300 and (np.diff(sample) > 0).all()
+    assert sample.tolist() == sorted(users[np.argsort([_splitmix64(int(u)) for u in users])[:300]].tolist())
+    shards = shard_of(users, 7)
+    per_shard = np.concatenate([smallest_hash_users(users[shards == k], 300) for k in range(7)])
+    np.testing.assert_array_equal(smallest_hash_users(per_shard, 300), sample)
+    np.testing.assert_array_equal(smallest_hash_users(users[:10], 300), users[:10])  # fewer: all of them
 
 
 def test_a_day_splits_into_shards_that_add_up_to_it() -> None:
