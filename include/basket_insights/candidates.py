@@ -141,11 +141,18 @@ def gather_evidence(
     item: ItemModel | None = None,
     item_products: int = 0,
     item_l2: float | None = None,
+    counts: popularity.PopularityCounts | None = None,
 ) -> Evidence:
-    """Build :class:`Evidence`; the item model is ``item`` or, with ``item_products > 0``, fitted here."""
+    """Build :class:`Evidence`; the item model is ``item`` or, with ``item_products > 0``, fitted here.
+
+    ``counts``: the popularity counts of more customers than ``history`` holds (those of every user
+    shard, when ``history`` is one); by default counted over ``history``.
+    """
     up = user_products(history, settings.recent_orders, n_products=len(groups.aisle_of))
     if item is None and item_products > 0:
         item = item_model.fit_item_model(up, item_products, l2=item_l2)
+    if counts is None:
+        counts = popularity.popularity_counts(up, history.lines["product_id"].to_numpy(np.int64), segments)
 
     def shares(code_of: np.ndarray, recent: bool = False) -> np.ndarray:
         n_groups = int(code_of.max(initial=-1)) + 1
@@ -153,7 +160,7 @@ def gather_evidence(
 
     return Evidence(
         up=up,
-        popularity=popularity.popularity(up, history.lines["product_id"].to_numpy(np.int64), segments),
+        popularity=popularity.popularity_of(counts, up, segments),
         item_model=item,
         rules=rule_candidates.flatten_rules(rules),
         groups=groups,

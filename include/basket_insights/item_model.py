@@ -60,7 +60,11 @@ class ItemModel:
 
 def model_products(up: UserProducts, n: int) -> np.ndarray:
     """The ``n`` products with the most distinct buyers (at least two; ties: lower id first)."""
-    buyers = np.bincount(up.bought.indices, minlength=up.n_products)
+    return most_bought(np.bincount(up.bought.indices, minlength=up.n_products), n)
+
+
+def most_bought(buyers: np.ndarray, n: int) -> np.ndarray:
+    """:func:`model_products` from each product id's count of distinct buyers."""
     order = np.lexsort((np.arange(len(buyers)), -buyers))
     return order[: min(n, int(np.count_nonzero(buyers >= 2)))].astype(np.int64)
 
@@ -145,8 +149,14 @@ def fit_item_model(
     """Fit EASE on the ``n_products`` most-bought products of ``up`` (λ: the grid's middle when not given)."""
     products = model_products(up, n_products) if products is None else products
     gram = co_buyers(up, products) if gram is None else gram
+    return item_model_of(products, gram, len(up.users), l2)
+
+
+def item_model_of(products: np.ndarray, gram: np.ndarray, users: int, l2: float | None = None) -> ItemModel:
+    """EASE fitted on ``gram`` (:func:`co_buyers` of ``products`` over ``users`` customers: a sum
+    over user shards gives that of all of them); λ: the grid's middle when not given."""
     l2 = l2 if l2 is not None else l2_grid(gram)[len(L2_FACTORS) // 2]
-    return ItemModel(products, fit_weights(gram, l2), gram.astype(np.float32), len(up.users), float(l2))
+    return ItemModel(products, fit_weights(gram, l2), gram.astype(np.float32), users, float(l2))
 
 
 def user_scores(model: ItemModel, up: UserProducts, rows: np.ndarray) -> np.ndarray:

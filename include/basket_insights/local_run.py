@@ -57,7 +57,8 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
     recommending = recommender_settings(settings)
 
     def recommend() -> None:
-        run_recommend(lake, ds, recommending, 0)
+        user_shards, address = settings.user_shards, settings.dask_address
+        run_recommend(lake, ds, recommending, 0, user_shards=user_shards, dask_address=address)
         run_collect_recommendations(lake, ds, 1)
 
     def ingest_all() -> None:
@@ -81,7 +82,9 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, segments, recommending),
         "recommend": recommend,
         "evaluate": lambda: run_evaluate(lake, ds, rules, recommending),
-        "predict_reorders": lambda: run_predict_reorders(lake, ds, reorder_settings(settings)),
+        "predict_reorders": lambda: run_predict_reorders(
+            lake, ds, reorder_settings(settings), shards=settings.user_shards, dask_address=settings.dask_address
+        ),
         "report": lambda: run_report(lake, ds),
     }
     started = time.monotonic()

@@ -11,7 +11,7 @@ products of a ranked list that they never bought.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -38,31 +38,101 @@ class Popularity:
         return self.segment_buyers / np.maximum(self.segment_users, 1)[:, None]
 
 
-def popularity(up: UserProducts, line_products: np.ndarray, segments: pd.DataFrame | None) -> Popularity:
-    """Count buyers and lines; ``segments`` (``user_id, segment_id, segment_name``) may miss customers."""
-    n_products = up.n_products
-    buyers = np.bincount(up.bought.indices, minlength=n_products).astype(np.float64)
-    lines = np.bincount(line_products, minlength=n_products)[:n_products].astype(np.float64)
+@dataclass(frozen=True)
+class PopularityCounts:
+    """The counts behind :class:`Popularity`, per product and per segment id, that add up over
+    disjoint sets of customers (user shards): ``+`` gives those of all of them."""
+
+    buyers: np.ndarray  # (n_products,)
+    lines: np.ndarray  # (n_products,)
+    users: int
+    segment_ids: np.ndarray  # sorted; -1: customers without a segment
+    segment_names: np.ndarray
+    segment_buyers: np.ndarray  # (segments, n_products)
+    segment_users: np.ndarray  # (segments,)
+
+    def __add__(self, other: PopularityCounts) -> PopularityCounts:
+        width = max(len(self.buyers), len(other.buyers))
+        ids = np.union1d(self.segment_ids, other.segment_ids)
+        names = np.empty(len(ids), dtype=object)
+        segment_buyers, segment_users = np.zeros((len(ids), width)), np.zeros(len(ids))
+        for part in (self, other):
+            at = np.searchsorted(ids, part.segment_ids)
+            names[at] = part.segment_names
+            segment_buyers[at, : part.segment_buyers.shape[1]] += part.segment_buyers
+            segment_users[at] += part.segment_users
+        return PopularityCounts(
+            _padded(self.buyers, width) + _padded(other.buyers, width),
+            _padded(self.lines, width) + _padded(other.lines, width),
+            self.users + other.users,
+            ids,
+            names,
+            segment_buyers,
+            segment_users,
+        )
+
+    def widened(self, n_products: int) -> PopularityCounts:
+        """The same counts over product ids ``0 .. n_products - 1`` (zeros for the new ones)."""
+        pad = n_products - len(self.buyers)
+        return replace(
+            self,
+            buyers=_padded(self.buyers, n_products),
+            lines=_padded(self.lines, n_products),
+            segment_buyers=np.pad(self.segment_buyers, ((0, 0), (0, pad))),
+        )
+
+
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+    return np.pad(values, (0, size - len(values)))
+
+
+def _segments_of_rows(up: UserProducts, segments: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer row's segment id (``-1``: none) and name (``"all customers"`` for none)."""
     if segments is not None and len(segments):
         seg = segments.set_index("user_id").reindex(up.users)
         ids = seg["segment_id"].fillna(-1).astype(np.int64).to_numpy()
-        names_of = seg["segment_name"].fillna("all customers").to_numpy()
-    else:
-        ids, names_of = np.full(len(up.users), -1, dtype=np.int64), np.full(len(up.users), "all customers", object)
+        return ids, seg["segment_name"].fillna("all customers").to_numpy()
+    return np.full(len(up.users), -1, dtype=np.int64), np.full(len(up.users), "all customers", object)
+
+
+def popularity_counts(up: UserProducts, line_products: np.ndarray, segments: pd.DataFrame | None) -> PopularityCounts:
+    """Count buyers and lines, overall and per segment; ``segments`` (``user_id, segment_id,
+    segment_name``) may miss customers."""
+    n_products = up.n_products
+    ids, names_of = _segments_of_rows(up, segments)
     groups, codes = np.unique(ids, return_inverse=True)
     names = np.array([names_of[np.flatnonzero(codes == g)[0]] for g in range(len(groups))], dtype=object)
     row_of_entry = np.repeat(codes, np.diff(up.bought.indptr))
     bins = row_of_entry.astype(np.int64) * n_products + up.bought.indices
     segment_buyers = np.bincount(bins, minlength=len(groups) * n_products).reshape(len(groups), n_products)
-    return Popularity(
-        buyers=buyers,
-        lines=lines,
+    return PopularityCounts(
+        buyers=np.bincount(up.bought.indices, minlength=n_products).astype(np.float64),
+        lines=np.bincount(line_products, minlength=n_products)[:n_products].astype(np.float64),
         users=len(up.users),
-        segment_of_row=codes.astype(np.int64),
+        segment_ids=groups.astype(np.int64),
         segment_names=names,
         segment_buyers=segment_buyers.astype(np.float64),
         segment_users=np.bincount(codes, minlength=len(groups)).astype(np.float64),
     )
+
+
+def popularity_of(counts: PopularityCounts, up: UserProducts, segments: pd.DataFrame | None) -> Popularity:
+    """:class:`Popularity` of ``counts`` (over these customers or more) for the customer rows of ``up``."""
+    ids, _ = _segments_of_rows(up, segments)
+    return Popularity(
+        buyers=counts.buyers,
+        lines=counts.lines,
+        users=counts.users,
+        segment_of_row=np.searchsorted(counts.segment_ids, ids).astype(np.int64),
+        segment_names=counts.segment_names,
+        segment_buyers=counts.segment_buyers,
+        segment_users=counts.segment_users,
+    )
+
+
+def popularity(up: UserProducts, line_products: np.ndarray, segments: pd.DataFrame | None) -> Popularity:
+    """Count buyers and lines; ``segments`` (``user_id, segment_id, segment_name``) may miss customers."""
+    return popularity_of(popularity_counts(up, line_products, segments), up, segments)
 
 
 def first_unbought(

@@ -37,6 +37,7 @@ from basket_insights.recommender import (
     SegmentsOf,
     fit_without_last_orders,
     recommend_customers,
+    recommendations_table,
     serving_evidence,
 )
 
@@ -181,11 +182,46 @@ def shard_table(shard: int, shards: int) -> str:
 
 
 def run_recommend(
-    lake: Lake, ds: str, settings: RecommenderSettings, shard: int = 0, shards: int = 1, *, run_id: str = ""
+    lake: Lake,
+    ds: str,
+    settings: RecommenderSettings,
+    shard: int = 0,
+    shards: int = 1,
+    *,
+    user_shards: int = 1,
+    dask_address: str | None = None,
+    run_id: str = "",
 ) -> dict:
-    """Recommend for the customers of one shard (``user_id % shards == shard``); write ``silver/<shard table>``."""
+    """Recommend for the customers of one shard (``user_id % shards == shard``); write ``silver/<shard table>``.
+
+    With ``user_shards > 1`` the task reads the history in user shards instead
+    (:func:`basket_insights.recommend_shards.recommend_from_shards`: in this process or on the Dask
+    scheduler at ``dask_address``) and recommends the customers of the user shards ``k`` with
+    ``k % shards == shard``; each customer gets the same rows either way.
+    """
     started = time.monotonic()
     fitted = load_fitted(lake, ds)
+    if user_shards > 1:
+        from functools import partial
+
+        from basket_insights.recommend_shards import recommend_from_shards
+
+        rules = _rules_frame(lake.read_table("gold", "association_rules", dates=[ds]))
+        groups_of = partial(product_groups, lake, ds)
+        done = recommend_from_shards(
+            lake,
+            ds,
+            fitted,
+            rules,
+            settings,
+            user_shards,
+            groups_of,
+            table=shard_table(shard, shards),
+            task=(shard, shards),
+            dask_address=dask_address,
+            run_id=run_id,
+        )
+        return done | {"shard": shard, "recommendations": done["rows_out"]}
     history, groups = _history_and_groups(lake, ds)
     rules = _rules_frame(lake.read_table("gold", "association_rules", dates=[ds]))
     segments = lake.read_table("gold", "customer_segments", dates=[ds]).to_pandas()
@@ -205,9 +241,7 @@ def run_recommend(
     del history
     log.info("recommend ds=%s shard %d/%d: evidence ready (%.1f s)", ds, shard + 1, shards, time.monotonic() - started)
     recs = recommend_customers(ev, fitted, users, names, settings)
-    recs.insert(0, "ds", ds)
-    table = pa.Table.from_pandas(recs, preserve_index=False)
-    lake.write_table("silver", shard_table(shard, shards), ds, table, run_id=run_id)
+    lake.write_table("silver", shard_table(shard, shards), ds, recommendations_table(recs, ds), run_id=run_id)
     by_source = recs["source"].value_counts().to_dict()
     log.info(
         "recommend ds=%s shard %d/%d: %d recommendations %s (%.1f s)",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from basket_insights import item_model
 from basket_insights.blocks import blocks_of, map_ahead
@@ -46,6 +47,25 @@ log = logging.getLogger(__name__)
 SegmentsOf = Callable[[History, np.ndarray], pd.DataFrame | None]
 
 RECOMMENDATION_COLUMNS = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
+#: ``gold/recommendations`` (and each recommend task's silver table): the run's date, then
+#: :data:`RECOMMENDATION_COLUMNS`.
+RECOMMENDATIONS_SCHEMA = pa.schema(
+    [
+        ("ds", pa.large_string()),
+        ("user_id", pa.int64()),
+        ("rank", pa.int16()),
+        ("product_id", pa.int64()),
+        ("product_name", pa.large_string()),
+        ("score", pa.float64()),
+        ("source", pa.large_string()),
+        ("reason", pa.large_string()),
+    ]
+)
+
+
+def recommendations_table(recs: pd.DataFrame, ds: str) -> pa.Table:
+    """The rows of :func:`recommend_customers` as written for ``ds``."""
+    return pa.Table.from_pandas(recs.assign(ds=ds), schema=RECOMMENDATIONS_SCHEMA, preserve_index=False)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,26 @@ def map_shards(
     *,
     label: str,
     address: str | None = None,
+    only: Sequence[int] | None = None,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> list[dict]:
-    """``[work(0), ..., work(shards - 1)]``: in this process when ``address`` is ``None``, else on the
-    Dask scheduler at ``address``; progress is logged under ``label`` as shards finish."""
+    """``[work(0), ..., work(shards - 1)]`` (or ``work`` of the shards ``only``, in that order): in this
+    process when ``address`` is ``None``, else on the Dask scheduler at ``address``; progress is logged
+    under ``label`` as shards finish."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
+    selected = list(range(shards) if only is None else only)
+    if any(not 0 <= shard < shards for shard in selected):
+        raise ValueError(f"shards {selected} are not all among 0 .. {shards - 1}")
     started = time.monotonic()
-    progress = _Progress(label, shards, started)
+    progress = _Progress(label, len(selected), started)
     if not address:
         results = []
-        for shard in range(shards):
+        for shard in selected:
             results.append(work(shard))
             progress.done(results[-1])
         return results
-    return _map_on_dask(work, shards, address, connect_timeout_s, progress)
+    return _map_on_dask(work, selected, address, connect_timeout_s, progress)
 
 
 class _Progress:
@@ -72,7 +77,7 @@ class _Progress:
 
 
 def _map_on_dask(
-    work: Callable[[int], dict], shards: int, address: str, connect_timeout_s: float, progress: _Progress
+    work: Callable[[int], dict], shards: list[int], address: str, connect_timeout_s: float, progress: _Progress
 ) -> list[dict]:
     from distributed import Client, as_completed
 
@@ -84,12 +89,12 @@ def _map_on_dask(
             f"{connect_timeout_s:.0f} s: {exc}"
         ) from exc
     with client:
-        log.info("%s: %d shards submitted to the Dask scheduler at %s", progress.label, shards, address)
+        log.info("%s: %d shards submitted to the Dask scheduler at %s", progress.label, len(shards), address)
         # pure=False: a re-run of the step computes again (the lake may have changed), never reuses
-        futures = client.map(work, range(shards), pure=False)
-        shard_of = {future.key: shard for shard, future in enumerate(futures)}
+        futures = client.map(work, shards, pure=False)
+        shard_of = {future.key: shard for shard, future in zip(shards, futures, strict=True)}
         results: dict[int, dict] = {}
         for future, result in as_completed(futures, loop=client.loop, with_results=True):
             results[shard_of[future.key]] = result
             progress.done(result)
-    return [results[shard] for shard in range(shards)]
+    return [results[shard] for shard in shards]

@@ -19,6 +19,7 @@ SHARD_ORDERED = {
     "user_product_preferences": ["user_id", "cluster_id"],
     "preference_segments": ["user_id"],
     "buy_again": ["user_id", "rank"],
+    "recommendations": ["user_id", "rank"],
 }
 
 

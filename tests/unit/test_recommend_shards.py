@@ -1,0 +1,49 @@
+"""Recommendations computed from user shards equal those from the whole history."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from basket_insights.config import load_settings
+from basket_insights.lake import Lake
+from basket_insights.local_run import run_day
+from basket_insights.recommend import recommender_settings, run_recommend, shard_table
+from basket_insights.user_shards import refresh_shards
+from tests.unit.conftest import HISTORY_END
+
+SETTINGS = recommender_settings(load_settings())
+
+
+def _recommendations(lake: Lake, tasks: int = 1) -> pd.DataFrame:
+    parts = [lake.read_table("silver", shard_table(i, tasks), dates=[HISTORY_END]).to_pandas() for i in range(tasks)]
+    # each user shard writes its part: compared in one order
+    return pd.concat(parts).sort_values(["user_id", "rank"], ignore_index=True)
+
+
+@pytest.fixture
+def fitted_lake(history_lake: Lake) -> tuple[Lake, pd.DataFrame, dict]:
+    """The day through fit_recommender, and the whole history's recommendations (and summary)."""
+    run_day(history_lake, HISTORY_END, through="fit_recommender", skip=("ingest",))
+    done = run_recommend(history_lake, HISTORY_END, SETTINGS)
+    return history_lake, _recommendations(history_lake), done
+
+
+@pytest.mark.parametrize(("user_shards", "tasks"), [(3, 1), (7, 2)])
+def test_recommendations_from_shards_equal_the_whole_historys(fitted_lake, user_shards: int, tasks: int) -> None:
+    lake, expected, whole = fitted_lake
+    assert whole["users"] == expected["user_id"].nunique() > 100
+    assert set(expected["source"]) >= {"item_model", "popular"}  # the shared evidence is used
+    refresh_shards(lake, HISTORY_END, user_shards)
+    done = [run_recommend(lake, HISTORY_END, SETTINGS, task, tasks, user_shards=user_shards) for task in range(tasks)]
+    assert sum(d["users"] for d in done) == whole["users"]
+    assert sum(d["rows_in"] for d in done) == whole["rows_in"]
+    pd.testing.assert_frame_equal(_recommendations(lake, tasks), expected)
+
+
+def test_recommendations_on_a_dask_cluster_equal_the_whole_historys(fitted_lake, dask_cluster) -> None:
+    lake, expected, _ = fitted_lake
+    refresh_shards(lake, HISTORY_END, 3)
+    address = dask_cluster.scheduler_address
+    run_recommend(lake, HISTORY_END, SETTINGS, user_shards=3, dask_address=address)
+    pd.testing.assert_frame_equal(_recommendations(lake), expected)
