@@ -27,9 +27,9 @@ shard_history ─> predict_reorders ──────────────�
   (`silver/orders.shard-K-of-N`, `silver/order_products.shard-K-of-N`), splitting every date whose
   bronze partitions changed; with one shard (the default) it has nothing to do.
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`. With user
-  shards it, **mine_rules**, **link_preferences**, **recommend** and **predict_reorders** read the
-  history one shard at a time, in the task's own process or on the Dask scheduler of
-  `BASKET_DASK_ADDRESS` (the same outputs either way).
+  shards it, **mine_rules**, **link_preferences**, **recommend**, **evaluate** and
+  **predict_reorders** read the history one shard at a time, in the task's own process or on the
+  Dask scheduler of `BASKET_DASK_ADDRESS` (the same outputs either way).
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
@@ -277,9 +277,9 @@ def basket_insights() -> None:
         from basket_insights.recommend import recommender_settings, run_evaluate
         from basket_insights.rules import RuleSettings
 
-        return run_evaluate(
-            _lake(), ds, RuleSettings.from_settings(SETTINGS), recommender_settings(SETTINGS), run_id=run_id
-        )
+        rules, settings = RuleSettings.from_settings(SETTINGS), recommender_settings(SETTINGS)
+        user_shards, address = SETTINGS.user_shards, SETTINGS.dask_address
+        return run_evaluate(_lake(), ds, rules, settings, user_shards=user_shards, dask_address=address, run_id=run_id)
 
     @task
     def predict_reorders(ds: str | None = None, run_id: str | None = None) -> dict:

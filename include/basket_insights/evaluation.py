@@ -16,9 +16,9 @@ Methods (:data:`METHODS`): the recommender; each candidate source alone (item mo
 product-cluster preferences, segment popularity by buyers, popularity by buyers); and popularity
 by order lines, the classic baseline.
 
-Up to ``EvaluationSettings.customers`` (50,000) held-out customers are scored, a seeded sample when
-there are more: at full scale that is a third of them, and the intervals stay within about ±0.001
-of recall.
+Up to ``EvaluationSettings.customers`` (50,000) held-out customers are scored, those of smallest
+user hash when there are more (the same sample when the history is read in user shards): at full
+scale that is a third of them, and the intervals stay within about ±0.001 of recall.
 
 Metrics: hit rate, precision, recall and NDCG at ``k``, catalogue coverage; a 95 % bootstrap interval
 over customers for recall and hit rate (``bootstrap`` resamples, one seed), and for every method
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from basket_insights import popularity
-from basket_insights.candidates import ProductGroups
+from basket_insights.candidates import Evidence, ProductGroups
 from basket_insights.features import History
 from basket_insights.ranking_metrics import per_user
 from basket_insights.recommender import (
@@ -48,6 +48,7 @@ from basket_insights.recommender import (
     top_k,
 )
 from basket_insights.splits import split_last_orders
+from basket_insights.user_shards import smallest_hash_users
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,9 @@ _SOURCE_RANKINGS = (
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """``customers``: the held-out customers scored (a seeded sample when there are more; the intervals
-    say what the sample costs in precision); ``bootstrap``: resamples of the intervals."""
+    """``customers``: the held-out customers scored (those of smallest user hash when there are more; the
+    intervals say what the sample costs in precision); ``bootstrap``: resamples of the intervals and
+    ``seed`` theirs."""
 
     customers: int = 50_000
     bootstrap: int = 1000
@@ -103,12 +105,29 @@ def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray
     return out
 
 
+def per_user_scores(recs: dict[str, pd.DataFrame], truth: pd.DataFrame, k: int) -> dict[str, pd.DataFrame]:
+    """Each method's :func:`~basket_insights.ranking_metrics.per_user` scores of ``recs`` against ``truth``."""
+    return {method: per_user(frame, truth, k) for method, frame in recs.items()}
+
+
 def score_methods(
     recs: dict[str, pd.DataFrame], truth: pd.DataFrame, k: int, n_products: int, settings: EvaluationSettings
 ) -> pd.DataFrame:
     """The evaluation table of :data:`METHODS` ``recs`` (``user_id, rank, product_id`` each) against ``truth``."""
-    methods = list(recs)
-    scores = {m: per_user(recs[m], truth, k) for m in methods}
+    recommended = {method: frame["product_id"].nunique() for method, frame in recs.items()}
+    return methods_table(per_user_scores(recs, truth, k), recommended, k, n_products, settings)
+
+
+def methods_table(
+    scores: dict[str, pd.DataFrame],
+    recommended: dict[str, int],
+    k: int,
+    n_products: int,
+    settings: EvaluationSettings,
+) -> pd.DataFrame:
+    """The evaluation table from each method's per-customer ``scores`` (customers in one order for
+    every method: the bootstrap pairs them) and its count of distinct products ``recommended``."""
+    methods = list(scores)
     users = len(next(iter(scores.values()))) if scores else 0
     recall = np.vstack([scores[m]["recall"].to_numpy() for m in methods])
     hit = np.vstack([scores[m]["hit"].to_numpy() for m in methods])
@@ -128,7 +147,7 @@ def score_methods(
             "precision": float(frame["precision"].mean()) if users else 0.0,
             "recall": float(frame["recall"].mean()) if users else 0.0,
             "ndcg": float(frame["ndcg"].mean()) if users else 0.0,
-            "coverage": float(recs[method]["product_id"].nunique() / max(n_products, 1)),
+            "coverage": float(recommended[method] / max(n_products, 1)),
         }
         if users:
             row |= {
@@ -210,11 +229,20 @@ def evaluate(
     )
     ev = serving_evidence(train, segments, rules, groups, fitted, settings)
     del train
-    customers = truth["user_id"].unique()
-    if len(customers) > evaluation.customers:
-        rng = np.random.default_rng(evaluation.seed)
-        customers = np.sort(rng.choice(customers, evaluation.customers, replace=False))
-        truth = truth[truth["user_id"].isin(customers)]
+    customers = smallest_hash_users(np.unique(truth["user_id"].to_numpy(np.int64)), evaluation.customers)
+    truth = truth[truth["user_id"].isin(customers)]
+    table = score_methods(
+        method_recommendations(ev, fitted, customers, settings), truth, settings.k, n_products, evaluation
+    )
+    table["rules"] = len(rules)
+    log.info("evaluate: %d methods scored (%.1f s)", len(table), time.monotonic() - started)
+    return table
+
+
+def method_recommendations(
+    ev: Evidence, fitted: FittedRecommender, customers: np.ndarray, settings: RecommenderSettings
+) -> dict[str, pd.DataFrame]:
+    """Every method's top ``k`` (``user_id, rank, product_id``) for ``customers`` (ids) from ``ev``."""
     rows = ev.up.rows_of(customers)
     rows = rows[rows >= 0]
     recs: dict[str, list[pd.DataFrame]] = {m: [] for m in METHODS}
@@ -234,7 +262,4 @@ def evaluate(
         )
         frame["user_id"] = ev.up.users[frame["row"].to_numpy(np.int64)]
         combined[method] = frame[["user_id", "rank", "product_id"]]
-    table = score_methods(combined, truth, settings.k, n_products, evaluation)
-    table["rules"] = len(rules)
-    log.info("evaluate: %d methods scored (%.1f s)", len(table), time.monotonic() - started)
-    return table
+    return combined

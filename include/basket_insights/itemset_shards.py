@@ -20,6 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,12 @@ from basket_insights.user_shards import shard_table
 log = logging.getLogger(__name__)
 
 
+class BasketSource(Protocol):
+    """Where each shard's baskets come from (picklable: a Dask worker reads its shard itself)."""
+
+    def read(self, shard: int) -> Baskets: ...
+
+
 def shard_baskets(lake: Lake, ds: str, shard: int, shards: int, last_days: int) -> Baskets:
     """The prior baskets ``<= ds`` of one user shard (:func:`basket_insights.rules.baskets_as_of`)."""
     tables = (shard_table("orders", shard, shards), shard_table("order_products", shard, shards))
@@ -68,18 +75,18 @@ class ShardedBaskets:
         return shard_baskets(Lake(self.lake_url, self.conn_id), self.ds, shard, self.shards, self.last_days)
 
 
-def _occurrences(source: ShardedBaskets, shard: int) -> dict:
+def _occurrences(source: BasketSource, shard: int) -> dict:
     baskets = source.read(shard)
     return {"occurrences": item_occurrences(baskets), "baskets": baskets.n_baskets, "rows": len(baskets.items)}
 
 
-def _items_and_pairs(source: ShardedBaskets, candidates: np.ndarray, pairs: bool, shard: int) -> dict:
+def _items_and_pairs(source: BasketSource, candidates: np.ndarray, pairs: bool, shard: int) -> dict:
     baskets = source.read(shard)
     items, pair_counts = count_items_and_pairs(*coded_groups(baskets, candidates), len(candidates), pairs)
     return {"items": items, "pairs": pair_counts, "rows": len(baskets.items)}
 
 
-def _triples(source: ShardedBaskets, candidates: np.ndarray, plan: TriplePlan, shard: int) -> dict:
+def _triples(source: BasketSource, candidates: np.ndarray, plan: TriplePlan, shard: int) -> dict:
     baskets = source.read(shard)
     groups, _ = coded_groups(baskets, candidates)
     return {"triples": count_triples(groups, plan), "rows": len(baskets.items)}
@@ -93,16 +100,24 @@ def _padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def sharded_itemsets(
-    lake: Lake, ds: str, settings: RuleSettings, shards: int, *, dask_address: str | None = None
+    lake: Lake,
+    ds: str,
+    settings: RuleSettings,
+    shards: int,
+    *,
+    dask_address: str | None = None,
+    source: BasketSource | None = None,
+    label: str | None = None,
 ) -> tuple[pd.DataFrame, int, int]:
-    """:func:`basket_insights.rules.frequent_itemsets` of the prior baskets ``<= ds``, counted over the
-    user shards (see the module docstring); also the baskets and the order lines counted."""
+    """:func:`basket_insights.rules.frequent_itemsets` of the prior baskets ``<= ds`` (or of ``source``'s),
+    counted over the user shards (see the module docstring); also the baskets and the order lines counted."""
     check_itemset_settings(settings.min_support, settings.max_len)
     started = time.monotonic()
-    source = ShardedBaskets(lake.url, lake.conn_id, ds, shards, settings.last_days)
+    source = source or ShardedBaskets(lake.url, lake.conn_id, ds, shards, settings.last_days)
+    label = label or f"mine_rules ds={ds}"
 
     def run(work, what: str) -> list[dict]:
-        return map_shards(work, shards, label=f"mine_rules ds={ds} ({what})", address=dask_address)
+        return map_shards(work, shards, label=f"{label} ({what})", address=dask_address)
 
     counted = run(partial(_occurrences, source), "1/3: lines per product")
     n_baskets = sum(d["baskets"] for d in counted)
@@ -123,8 +138,8 @@ def sharded_itemsets(
             triples = (plan, np.sum([d["triples"] for d in counted], axis=0))
     itemsets = itemsets_frame(candidates, item_counts, pair_counts, triples, threshold, n_baskets)
     log.info(
-        "mine_rules ds=%s: %d frequent itemsets of %d baskets counted over %d user shards (%.1f s)",
-        ds,
+        "%s: %d frequent itemsets of %d baskets counted over %d user shards (%.1f s)",
+        label,
         len(itemsets),
         n_baskets,
         shards,

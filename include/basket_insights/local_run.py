@@ -81,7 +81,9 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         ),
         "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, segments, recommending),
         "recommend": recommend,
-        "evaluate": lambda: run_evaluate(lake, ds, rules, recommending),
+        "evaluate": lambda: run_evaluate(
+            lake, ds, rules, recommending, user_shards=settings.user_shards, dask_address=settings.dask_address
+        ),
         "predict_reorders": lambda: run_predict_reorders(
             lake, ds, reorder_settings(settings), shards=settings.user_shards, dask_address=settings.dask_address
         ),

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from basket_insights.candidates import CandidateSettings, ProductGroups
 from basket_insights.config import Settings
+from basket_insights.evaluation import EvaluationSettings
 from basket_insights.features import History, load_history
 from basket_insights.ingest import catalog_as_of, product_names
 from basket_insights.lake import Lake
@@ -271,21 +272,56 @@ def run_collect_recommendations(lake: Lake, ds: str, shards: int, *, run_id: str
 
 
 def run_evaluate(
-    lake: Lake, ds: str, rule_settings: object, settings: RecommenderSettings, *, run_id: str = ""
+    lake: Lake,
+    ds: str,
+    rule_settings: object,
+    settings: RecommenderSettings,
+    *,
+    user_shards: int = 1,
+    dask_address: str | None = None,
+    evaluation: EvaluationSettings | None = None,
+    run_id: str = "",
 ) -> dict:
     """Evaluate every method on the hold-out (:func:`basket_insights.evaluation.evaluate`) with the model
-    and held-out segments ``fit_recommender`` wrote; write ``gold/evaluation/ds``."""
+    and held-out segments ``fit_recommender`` wrote; write ``gold/evaluation/ds``.
+
+    With ``user_shards > 1``, from the user shards of the history
+    (:func:`basket_insights.evaluation_shards.evaluate_from_shards`: in this process or on the Dask
+    scheduler at ``dask_address``), the same table.
+    """
     from basket_insights.evaluation import evaluate
 
+    evaluation = evaluation or EvaluationSettings()
     started = time.monotonic()
     fitted = load_fitted(lake, ds)
-    segments = load_held_out_segments(lake, ds)
-    loaded = [_history_and_groups(lake, ds)]
-    groups = loaded[0][1]
-    rows_in = len(loaded[0][0].lines)
     n_products = len(product_names(lake, ds))
-    # pop: evaluate holds the only reference and lets the full history go once it is split
-    table = evaluate(loaded.pop()[0], segments, rule_miner(rule_settings), fitted, groups, n_products, settings)
+    if user_shards > 1:
+        from functools import partial
+
+        from basket_insights.evaluation_shards import evaluate_from_shards
+
+        groups_of = partial(product_groups, lake, ds)
+        table, rows_in = evaluate_from_shards(
+            lake,
+            ds,
+            rule_settings,
+            fitted,
+            settings,
+            user_shards,
+            groups_of,
+            n_products,
+            segments=("silver", HELD_OUT_SEGMENTS),
+            evaluation=evaluation,
+            dask_address=dask_address,
+        )
+    else:
+        segments = load_held_out_segments(lake, ds)
+        loaded = [_history_and_groups(lake, ds)]
+        groups = loaded[0][1]
+        rows_in = len(loaded[0][0].lines)
+        # pop: evaluate holds the only reference and lets the full history go once it is split
+        miner = rule_miner(rule_settings)
+        table = evaluate(loaded.pop()[0], segments, miner, fitted, groups, n_products, settings, evaluation)
     table.insert(0, "ds", ds)
     lake.write_table("gold", "evaluation", ds, pa.Table.from_pandas(table, preserve_index=False), run_id=run_id)
     shown = table[["method", "users_evaluated", "hit_rate", "recall", "recall_low", "recall_high"]].round(4)

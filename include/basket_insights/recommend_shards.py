@@ -25,13 +25,14 @@ import logging
 import operator
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from basket_insights.candidates import ProductGroups, gather_evidence
+from basket_insights.candidates import Evidence, ProductGroups, gather_evidence
 from basket_insights.features import History, load_history
 from basket_insights.ingest import product_names
 from basket_insights.item_model import ItemModel, co_buyers, item_model_of, most_bought
@@ -45,60 +46,80 @@ from basket_insights.recommender import (
     recommendations_table,
 )
 from basket_insights.shard_map import map_shards
+from basket_insights.splits import split_last_orders
 from basket_insights.user_products import user_products
-from basket_insights.user_shards import shard_of
+from basket_insights.user_shards import shard_of, smallest_hash_users
 
 log = logging.getLogger(__name__)
 
 
-def _shard_segments(lake: Lake, ds: str, shard: int, shards: int) -> pd.DataFrame:
-    columns = ["user_id", "segment_id", "segment_name"]
-    segments = lake.read_table("gold", "customer_segments", dates=[ds], columns=columns)
-    return segments.filter(pa.array(shard_of(segments.column("user_id").to_numpy(), shards) == shard)).to_pandas()
+@dataclass(frozen=True)
+class ShardView:
+    """What a shard's work reads, named by the lake's URL and connection id (a Dask worker opens the
+    lake itself): a user shard's history ``<= ds``, whole or, with ``earlier``, without each customer's
+    last order (the evaluation's view), and the segments its evidence uses (``segments``: zone, table)."""
+
+    lake_url: str
+    conn_id: str | None
+    ds: str
+    shards: int
+    earlier: bool = False
+    segments: tuple[str, str] = ("gold", "customer_segments")
+
+    def lake(self) -> Lake:
+        return Lake(self.lake_url, self.conn_id)
+
+    def read(self, shard: int) -> tuple[History, pd.DataFrame | None, int]:
+        """The shard's history as this view sees it; with ``earlier``, the held-out orders' new
+        products (``user_id, product_id``: :func:`~basket_insights.splits.split_last_orders`); and
+        the order lines read."""
+        history = load_history(self.lake(), self.ds, shard=shard, shards=self.shards)
+        lines = len(history.lines)
+        if not self.earlier:
+            return history, None, lines
+        earlier, _, new = split_last_orders(history)
+        return earlier, new, lines
+
+    def segments_of(self, shard: int) -> pd.DataFrame:
+        """The shard's customers' ``user_id, segment_id, segment_name``."""
+        zone, table = self.segments
+        columns = ["user_id", "segment_id", "segment_name"]
+        segments = self.lake().read_table(zone, table, dates=[self.ds], columns=columns)
+        in_shard = shard_of(segments.column("user_id").to_numpy(), self.shards) == shard
+        return segments.filter(pa.array(in_shard)).to_pandas()
 
 
-def _history(lake: Lake, ds: str, shard: int, shards: int) -> History:
-    return load_history(lake, ds, shard=shard, shards=shards)
-
-
-def _count(lake_url: str, conn_id: str | None, ds: str, shards: int, recent_orders: int, shard: int) -> dict:
-    lake = Lake(lake_url, conn_id)
-    history = _history(lake, ds, shard, shards)
+def _count(view: ShardView, recent_orders: int, sample: int, shard: int) -> dict:
+    history, new, lines = view.read(shard)
     up = user_products(history, recent_orders)
     line_products = history.lines["product_id"].to_numpy(np.int64)
-    counts = popularity_counts(up, line_products, _shard_segments(lake, ds, shard, shards))
-    return {"counts": counts, "n_products": up.n_products, "rows": len(history.lines)}
+    counts = popularity_counts(up, line_products, view.segments_of(shard))
+    judged = np.zeros(0, np.int64) if new is None else smallest_hash_users(np.unique(new["user_id"]), sample)
+    return {"counts": counts, "n_products": up.n_products, "judged": judged, "rows": lines}
 
 
-def _co_buyers(
-    lake_url: str, conn_id: str | None, ds: str, shards: int, n_products: int, products: np.ndarray, shard: int
-) -> dict:
-    history = _history(Lake(lake_url, conn_id), ds, shard, shards)
+def _co_buyers(view: ShardView, n_products: int, products: np.ndarray, shard: int) -> dict:
+    history, _, lines = view.read(shard)
     up = user_products(history, n_products=n_products)
-    return {"gram": co_buyers(up, products), "rows": len(history.lines)}
+    return {"gram": co_buyers(up, products), "rows": lines}
 
 
 def _recommend(
-    lake_url: str,
-    conn_id: str | None,
-    ds: str,
-    shards: int,
+    view: ShardView,
     table: str,
     fitted: FittedRecommender,
     settings: RecommenderSettings,
-    shared: tuple[ProductGroups, PopularityCounts, ItemModel | None, pd.DataFrame],
+    shared: SharedEvidence,
     shard: int,
 ) -> dict:
-    lake = Lake(lake_url, conn_id)
-    groups, counts, item, rules = shared
-    history = _history(lake, ds, shard, shards)
-    segments = _shard_segments(lake, ds, shard, shards)
-    ev = gather_evidence(history, segments, rules, groups, settings.candidates, item=item, counts=counts)
+    lake = view.lake()
+    history, _, _ = view.read(shard)
+    ev = shared.evidence(history, view.segments_of(shard), settings)
     users = np.unique(history.lines["user_id"].to_numpy())
     del history
-    recs = recommend_customers(ev, fitted, users, product_names(lake, ds), settings)
+    recs = recommend_customers(ev, fitted, users, product_names(lake, view.ds), settings)
     return {
-        "part": lake.write_part("silver", table, ds, recommendations_table(recs, ds)),
+        "part": lake.write_part("silver", table, view.ds, recommendations_table(recs, view.ds)),
         "users": len(users),
         "rows_in": int(ev.up.lines.sum()),
         "by_source": recs["source"].value_counts().to_dict(),
@@ -106,33 +127,55 @@ def _recommend(
     }
 
 
+@dataclass(frozen=True)
+class SharedEvidence:
+    """What every customer's candidates share, from all user shards of a view (passes 1 and 2), and,
+    with the evaluation's view, the customers it judges."""
+
+    groups: ProductGroups
+    counts: PopularityCounts
+    item: ItemModel | None
+    rules: pd.DataFrame
+    judged: np.ndarray  # sorted ids: the customers of smallest hash with new products held out
+    lines: int  # order lines of every shard's history read
+
+    def evidence(self, history: History, segments: pd.DataFrame, settings: RecommenderSettings) -> Evidence:
+        """The :class:`~basket_insights.candidates.Evidence` of one shard's ``history`` with the shared parts."""
+        groups, candidates = self.groups, settings.candidates
+        return gather_evidence(history, segments, self.rules, groups, candidates, item=self.item, counts=self.counts)
+
+
 def shared_evidence(
-    lake: Lake,
-    ds: str,
+    view: ShardView,
     fitted: FittedRecommender,
+    rules: pd.DataFrame,
     settings: RecommenderSettings,
-    shards: int,
     product_groups: Callable[[int], ProductGroups],
     *,
     label: str,
     dask_address: str | None = None,
-) -> tuple[ProductGroups, PopularityCounts, ItemModel | None]:
-    """Passes 1 and 2 of the module docstring: the product groups, popularity counts and item model
-    of every user shard together. ``product_groups(n_products)``: the groups over product ids
-    ``0 .. n_products - 1`` at least (:func:`basket_insights.recommend.product_groups`)."""
-    common = (lake.url, lake.conn_id, ds, shards)
-    work = partial(_count, *common, settings.candidates.recent_orders)
-    counted = map_shards(work, shards, label=f"{label} (1/3: popularity)", address=dask_address)
+    judged: int = 0,
+) -> SharedEvidence:
+    """Passes 1 and 2 of the module docstring over every user shard of ``view``: the product groups,
+    popularity counts and item model (refitted with ``fitted``'s λ), with ``rules``; with an earlier
+    view, also the ``judged`` customers of smallest hash among those with new products held out.
+    ``product_groups(n_products)``: the groups over product ids ``0 .. n_products - 1`` at least
+    (:func:`basket_insights.recommend.product_groups`)."""
+    work = partial(_count, view, settings.candidates.recent_orders, judged)
+    counted = map_shards(work, view.shards, label=f"{label} (popularity)", address=dask_address)
     groups = product_groups(max(d["n_products"] for d in counted))
     n_products = len(groups.aisle_of)
     counts = functools.reduce(operator.add, (d["counts"] for d in counted)).widened(n_products)
+    sample = smallest_hash_users(np.concatenate([d["judged"] for d in counted]), judged)
+    lines = sum(d["rows"] for d in counted)
     if fitted.item_products <= 0:
-        return groups, counts, None
+        return SharedEvidence(groups, counts, None, rules, sample, lines)
     products = most_bought(counts.buyers, fitted.item_products)
-    work = partial(_co_buyers, *common, n_products, products)
-    grams = map_shards(work, shards, label=f"{label} (2/3: co-buyers)", address=dask_address)
+    work = partial(_co_buyers, view, n_products, products)
+    grams = map_shards(work, view.shards, label=f"{label} (co-buyers)", address=dask_address)
     gram = functools.reduce(operator.add, (d["gram"] for d in grams))
-    return groups, counts, item_model_of(products, gram, counts.users, fitted.item_l2)
+    item = item_model_of(products, gram, counts.users, fitted.item_l2)
+    return SharedEvidence(groups, counts, item, rules, sample, lines)
 
 
 def recommend_from_shards(
@@ -155,15 +198,12 @@ def recommend_from_shards(
     started = time.monotonic()
     index, tasks = task
     label = f"recommend ds={ds} task {index + 1}/{tasks}"
-    groups, counts, item = shared_evidence(
-        lake, ds, fitted, settings, shards, product_groups, label=label, dask_address=dask_address
-    )
-    log.info("%s: evidence of %d customers shared (%.1f s)", label, counts.users, time.monotonic() - started)
+    view = ShardView(lake.url, lake.conn_id, ds, shards)
+    shared = shared_evidence(view, fitted, rules, settings, product_groups, label=label, dask_address=dask_address)
+    log.info("%s: evidence of %d customers shared (%.1f s)", label, shared.counts.users, time.monotonic() - started)
     mine = [k for k in range(shards) if k % tasks == index]
-    work = partial(
-        _recommend, lake.url, lake.conn_id, ds, shards, table, fitted, settings, (groups, counts, item, rules)
-    )
-    done = map_shards(work, shards, label=f"{label} (3/3: recommended)", address=dask_address, only=mine)
+    work = partial(_recommend, view, table, fitted, settings, shared)
+    done = map_shards(work, shards, label=f"{label} (recommended)", address=dask_address, only=mine)
     rows = sum(d["rows"] for d in done)
     lake.commit_parts("silver", table, ds, [d["part"] for d in done], rows, RECOMMENDATIONS_SCHEMA, run_id=run_id)
     by_source: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Recommendations computed from user shards equal those from the whole history."""
+"""Recommendations and their evaluation computed from user shards equal those from the whole history."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import pandas as pd
 import pytest
 
 from basket_insights.config import load_settings
+from basket_insights.evaluation import EvaluationSettings
 from basket_insights.lake import Lake
 from basket_insights.local_run import run_day
-from basket_insights.recommend import recommender_settings, run_recommend, shard_table
+from basket_insights.recommend import recommender_settings, run_evaluate, run_recommend, shard_table
+from basket_insights.rules import RuleSettings
 from basket_insights.user_shards import refresh_shards
 from tests.unit.conftest import HISTORY_END
 
 SETTINGS = recommender_settings(load_settings())
+#: Rules of a small feed: mined again from the earlier baskets of every shard.
+RULES = RuleSettings(min_support=0.002, min_count=3, min_lift=1.0)
 
 
 def _recommendations(lake: Lake, tasks: int = 1) -> pd.DataFrame:
@@ -47,3 +51,32 @@ def test_recommendations_on_a_dask_cluster_equal_the_whole_historys(fitted_lake,
     address = dask_cluster.scheduler_address
     run_recommend(lake, HISTORY_END, SETTINGS, user_shards=3, dask_address=address)
     pd.testing.assert_frame_equal(_recommendations(lake), expected)
+
+
+def _evaluation(lake: Lake) -> pd.DataFrame:
+    return lake.read_table("gold", "evaluation", dates=[HISTORY_END]).to_pandas()
+
+
+@pytest.mark.parametrize("shards", [3, 7])
+def test_the_evaluation_from_shards_equals_the_whole_historys(fitted_lake, shards: int) -> None:
+    lake, _, _ = fitted_lake
+    rules = RULES
+    whole = run_evaluate(lake, HISTORY_END, rules, SETTINGS)
+    expected = _evaluation(lake)
+    assert expected["users_evaluated"].gt(100).all() and expected["rules"].gt(0).all()
+    refresh_shards(lake, HISTORY_END, shards)
+    assert run_evaluate(lake, HISTORY_END, rules, SETTINGS, user_shards=shards) == whole
+    pd.testing.assert_frame_equal(_evaluation(lake), expected)
+
+
+def test_a_sampled_evaluation_on_a_dask_cluster_equals_the_whole_historys(fitted_lake, dask_cluster) -> None:
+    lake, _, _ = fitted_lake
+    rules = RULES
+    evaluation = EvaluationSettings(customers=60, bootstrap=200)
+    run_evaluate(lake, HISTORY_END, rules, SETTINGS, evaluation=evaluation)
+    expected = _evaluation(lake)
+    assert expected["users_evaluated"].eq(60).all()  # fewer than those with a held-out order
+    refresh_shards(lake, HISTORY_END, 3)
+    address = dask_cluster.scheduler_address
+    run_evaluate(lake, HISTORY_END, rules, SETTINGS, user_shards=3, dask_address=address, evaluation=evaluation)
+    pd.testing.assert_frame_equal(_evaluation(lake), expected)
