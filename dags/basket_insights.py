@@ -27,9 +27,10 @@ shard_history ─> predict_reorders ──────────────�
   (`silver/orders.shard-K-of-N`, `silver/order_products.shard-K-of-N`), splitting every date whose
   bronze partitions changed; with one shard (the default) it has nothing to do.
 * **build_features** writes per-user features as of `ds` to `silver/user_features/ds=...`. With user
-  shards it, **mine_rules**, **link_preferences**, **recommend**, **evaluate** and
-  **predict_reorders** read the history one shard at a time, in the task's own process or on the
-  Dask scheduler of `BASKET_DASK_ADDRESS` (the same outputs either way).
+  shards it and every other task that reads the history (**mine_rules**, **link_preferences**,
+  **fit_recommender**, **recommend**, **evaluate**, **predict_reorders**) read it one shard at a
+  time, in the task's own process or on the Dask scheduler of `BASKET_DASK_ADDRESS` (the same
+  outputs either way).
 * **segment_customers** clusters users on their behaviour (scaling, elbow, KMeans) into named
   segments with ids stable across days: `gold/customer_segments`, `segment_profiles`, `segment_elbow`.
 * **cluster_products** clusters the catalog (TF-IDF of names + one-hot aisle and department);
@@ -253,6 +254,8 @@ def basket_insights() -> None:
             RuleSettings.from_settings(SETTINGS),
             SegmentSettings.from_settings(SETTINGS),
             recommender_settings(SETTINGS),
+            user_shards=SETTINGS.user_shards,
+            dask_address=SETTINGS.dask_address,
             run_id=run_id,
         )
 

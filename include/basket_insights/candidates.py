@@ -16,7 +16,7 @@ boosted ranker handles missing values natively). ``nominated_by`` has a bit per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -130,6 +130,39 @@ class Evidence:
     aisle_share: np.ndarray  # (customers, aisles)
     recent_aisle_share: np.ndarray
     department_share: np.ndarray
+
+    def subset(self, rows: np.ndarray) -> Evidence:
+        """The evidence of the customers of ``rows`` (ascending) alone: what is shared stays whole."""
+        return self._with_rows(
+            self.up.subset(rows),
+            self.popularity.segment_of_row[rows],
+            *(share[rows] for share in self._shares()),
+        )
+
+    @staticmethod
+    def concat(parts: list[Evidence]) -> Evidence:
+        """The evidence of disjoint sets of customers with the same shared parts (user shards) in one,
+        rows sorted by user id."""
+        order = np.argsort(np.concatenate([p.up.users for p in parts]), kind="stable")
+        segment_of_row = np.concatenate([p.popularity.segment_of_row for p in parts])[order]
+        shares = (np.concatenate(arrays)[order] for arrays in zip(*(p._shares() for p in parts), strict=True))
+        return parts[0]._with_rows(UserProducts.concat([p.up for p in parts]), segment_of_row, *shares)
+
+    def _shares(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.cluster_share, self.aisle_share, self.recent_aisle_share, self.department_share
+
+    def _with_rows(self, up: UserProducts, segment_of_row: np.ndarray, *shares: np.ndarray) -> Evidence:
+        cluster, aisle, recent_aisle, department = shares
+        popularity_of_rows = replace(self.popularity, segment_of_row=segment_of_row)
+        return replace(
+            self,
+            up=up,
+            popularity=popularity_of_rows,
+            cluster_share=cluster,
+            aisle_share=aisle,
+            recent_aisle_share=recent_aisle,
+            department_share=department,
+        )
 
 
 def gather_evidence(

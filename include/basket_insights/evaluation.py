@@ -181,16 +181,33 @@ def held_out_segments(
     The day's number of segments, ids and names matched to the day's segments (``day_profiles``),
     so the methods use segments exactly as the day's would be, but learned without the held-out orders.
     """
-    from dataclasses import replace
+    features = held_out_features(orders, train_lines, held_order_ids, ds)
+    return segments_of_features(features, day_profiles, segment_settings)
 
+
+def held_out_features(
+    orders: pd.DataFrame, train_lines: pd.DataFrame, held_order_ids: np.ndarray, ds: str
+) -> pd.DataFrame:
+    """The customers' behavioural features from their orders before the held-out ones (and without
+    anything after them): :func:`basket_insights.features.compute_user_features` of that history."""
     from basket_insights.features import compute_user_features
-    from basket_insights.segments import segment_users
 
     held = orders[orders["order_id"].isin(held_order_ids)]
     cut = pd.Series(held["order_number"].to_numpy(), index=held["user_id"].to_numpy())
     limit = cut.reindex(orders["user_id"].to_numpy()).to_numpy()
     earlier = orders[np.isnan(limit) | (orders["order_number"].to_numpy() < np.nan_to_num(limit, nan=np.inf))]
-    features = compute_user_features(earlier, train_lines, ds)
+    return compute_user_features(earlier, train_lines, ds)
+
+
+def segments_of_features(
+    features: pd.DataFrame, day_profiles: pd.DataFrame | None, segment_settings: object
+) -> pd.DataFrame:
+    """The segment assignments of ``features`` with the day's number of segments, ids and names
+    (see :func:`held_out_segments`)."""
+    from dataclasses import replace
+
+    from basket_insights.segments import segment_users
+
     settings = segment_settings
     if day_profiles is not None and len(day_profiles):
         # the day's k: no elbow over other values of k to compute and throw away

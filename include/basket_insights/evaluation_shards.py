@@ -2,7 +2,7 @@
 
 Every customer's last order is held out in their own shard (the split is per customer), so the
 evaluation's view of a shard is its history without those orders
-(:class:`~basket_insights.recommend_shards.ShardView` with ``earlier``). Over that view:
+(:class:`~basket_insights.recommend_shards.ShardView` with ``held_out=1``). Over that view:
 
 1. the association rules are mined again from the earlier baskets of every shard (exact counts that
    add up: :func:`basket_insights.itemset_shards.sharded_itemsets`);
@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EarlierBaskets:
-    """The baskets of a shard's history without each customer's last order (what the evaluation's
-    rules are mined from)."""
+class ViewBaskets:
+    """The baskets of a shard's history as a view sees it (without each customer's last order: what
+    the evaluation's rules are mined from; without the last two: the fit's)."""
 
     view: ShardView
 
@@ -93,9 +93,9 @@ def evaluate_from_shards(
     evaluation = evaluation or EvaluationSettings()
     started = time.monotonic()
     label = f"evaluate ds={ds}"
-    view = ShardView(lake.url, lake.conn_id, ds, shards, earlier=True, segments=segments)
+    view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=1, segments=segments)
     itemsets, n_baskets, _ = sharded_itemsets(
-        lake, ds, rule_settings, shards, dask_address=dask_address, source=EarlierBaskets(view), label=f"{label} rules"
+        lake, ds, rule_settings, shards, dask_address=dask_address, source=ViewBaskets(view), label=f"{label} rules"
     )
     rules = rules_table(itemsets, n_baskets, rule_settings)
     shared = shared_evidence(

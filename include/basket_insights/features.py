@@ -147,7 +147,7 @@ def compute_user_features(orders: pd.DataFrame, lines: pd.DataFrame, ds: str) ->
 ORDER_COLUMNS = ["order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order"]
 
 
-def _orders_frame(orders: pa.Table) -> pd.DataFrame:
+def orders_frame(orders: pa.Table) -> pd.DataFrame:
     """Orders read ``with_ds`` as :func:`compute_user_features` takes them (``order_date`` from ``ds``)."""
     frame = orders.to_pandas()
     frame["order_date"] = pd.to_datetime(frame.pop("ds"))
@@ -166,7 +166,7 @@ def user_features_as_of(lake: Lake, ds: str) -> tuple[pd.DataFrame, int, int]:
         lines_tbl.num_rows,
         time.monotonic() - started,
     )
-    features = compute_user_features(_orders_frame(orders_tbl), lines_tbl.to_pandas(), ds)
+    features = compute_user_features(orders_frame(orders_tbl), lines_tbl.to_pandas(), ds)
     return features, orders_tbl.num_rows, lines_tbl.num_rows
 
 
@@ -203,7 +203,7 @@ def shard_user_features(lake_url: str, conn_id: str | None, ds: str, shards: int
     lake = Lake(lake_url, conn_id)
     orders_tbl = read_shard_orders(lake, ds, shard, shards, columns=ORDER_COLUMNS, with_ds=True)
     lines_tbl = read_shard_lines(lake, ds, shard, shards, columns=["order_id", "product_id", "reordered"])
-    features = compute_user_features(_orders_frame(orders_tbl), lines_tbl.to_pandas(), ds)
+    features = compute_user_features(orders_frame(orders_tbl), lines_tbl.to_pandas(), ds)
     part = lake.write_part("silver", "user_features", ds, features_table(features))
     return {"part": part, "rows": len(features), "orders": orders_tbl.num_rows, "order_lines": lines_tbl.num_rows}
 

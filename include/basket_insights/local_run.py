@@ -79,7 +79,15 @@ def run_day(lake: Lake, ds: str, *, through: str = "report", skip: tuple[str, ..
         "mine_rules": lambda: run_mine_rules(
             lake, ds, rules, shards=settings.user_shards, dask_address=settings.dask_address
         ),
-        "fit_recommender": lambda: run_fit_recommender(lake, ds, rules, segments, recommending),
+        "fit_recommender": lambda: run_fit_recommender(
+            lake,
+            ds,
+            rules,
+            segments,
+            recommending,
+            user_shards=settings.user_shards,
+            dask_address=settings.dask_address,
+        ),
         "recommend": recommend,
         "evaluate": lambda: run_evaluate(
             lake, ds, rules, recommending, user_shards=settings.user_shards, dask_address=settings.dask_address

@@ -119,6 +119,8 @@ def run_fit_recommender(
     segment_settings: object,
     settings: RecommenderSettings,
     *,
+    user_shards: int = 1,
+    dask_address: str | None = None,
     run_id: str = "",
 ) -> dict:
     """Fit on the history ``<= ds`` without each customer's last order; write ``silver/recommender_model/ds``.
@@ -127,20 +129,43 @@ def run_fit_recommender(
     (written to ``silver/held_out_segments`` for ``evaluate``), and its ranker learns
     from the order before them (:func:`~basket_insights.recommender.fit_without_last_orders`).
     ``recommend`` applies it to the whole history, ``evaluate`` to the history without the last orders.
+    With ``user_shards > 1``, from the user shards of the history (:mod:`basket_insights.fit_shards`:
+    in this process or on the Dask scheduler at ``dask_address``), the same fit.
     """
     started = time.monotonic()
-    loaded = [_history_and_groups(lake, ds)]
-    groups = loaded[0][1]
-    rows_in = len(loaded[0][0].lines)
-    log.info("fit_recommender ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
-    segments_of = held_out_segments_of(lake, ds, segment_settings)
-    # pop: the fit holds the only reference and lets the full history go once it is split
-    fitted, segments = fit_without_last_orders(
-        loaded.pop()[0], segments_of, rule_miner(rule_settings), groups, settings
-    )
+    if user_shards > 1:
+        from functools import partial
+
+        from basket_insights.fit_shards import fit_from_shards, held_out_segments_from_shards
+
+        segments = held_out_segments_from_shards(lake, ds, segment_settings, user_shards, dask_address=dask_address)
+        # written first: the shards read their customers' segments from it
+        segments_table = pa.Table.from_pandas(segments, preserve_index=False)
+        lake.write_table("silver", HELD_OUT_SEGMENTS, ds, segments_table, run_id=run_id)
+        groups_of = partial(product_groups, lake, ds)
+        fitted, rows_in = fit_from_shards(
+            lake,
+            ds,
+            rule_settings,
+            settings,
+            user_shards,
+            groups_of,
+            segments=("silver", HELD_OUT_SEGMENTS),
+            dask_address=dask_address,
+        )
+    else:
+        loaded = [_history_and_groups(lake, ds)]
+        groups = loaded[0][1]
+        rows_in = len(loaded[0][0].lines)
+        log.info("fit_recommender ds=%s: %d order lines read (%.1f s)", ds, rows_in, time.monotonic() - started)
+        segments_of = held_out_segments_of(lake, ds, segment_settings)
+        # pop: the fit holds the only reference and lets the full history go once it is split
+        fitted, segments = fit_without_last_orders(
+            loaded.pop()[0], segments_of, rule_miner(rule_settings), groups, settings
+        )
+        segments_table = pa.Table.from_pandas(segments, preserve_index=False)
+        lake.write_table("silver", HELD_OUT_SEGMENTS, ds, segments_table, run_id=run_id)
     described = describe_fit(fitted)
-    segments_table = pa.Table.from_pandas(segments, preserve_index=False)
-    lake.write_table("silver", HELD_OUT_SEGMENTS, ds, segments_table, run_id=run_id)
     lake.write_files(
         "silver",
         MODEL_TABLE,

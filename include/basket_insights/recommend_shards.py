@@ -56,29 +56,29 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ShardView:
     """What a shard's work reads, named by the lake's URL and connection id (a Dask worker opens the
-    lake itself): a user shard's history ``<= ds``, whole or, with ``earlier``, without each customer's
-    last order (the evaluation's view), and the segments its evidence uses (``segments``: zone, table)."""
+    lake itself): a user shard's history ``<= ds`` without each customer's last ``held_out`` orders
+    (0: whole; 1: the evaluation's view; 2: the fit's input, the order before the last its labels),
+    and the segments its evidence uses (``segments``: zone, table)."""
 
     lake_url: str
     conn_id: str | None
     ds: str
     shards: int
-    earlier: bool = False
+    held_out: int = 0
     segments: tuple[str, str] = ("gold", "customer_segments")
 
     def lake(self) -> Lake:
         return Lake(self.lake_url, self.conn_id)
 
     def read(self, shard: int) -> tuple[History, pd.DataFrame | None, int]:
-        """The shard's history as this view sees it; with ``earlier``, the held-out orders' new
-        products (``user_id, product_id``: :func:`~basket_insights.splits.split_last_orders`); and
-        the order lines read."""
+        """The shard's history as this view sees it; the new products of the last order held out
+        (``user_id, product_id``: :func:`~basket_insights.splits.split_last_orders`; ``None`` when
+        nothing is); and the order lines read."""
         history = load_history(self.lake(), self.ds, shard=shard, shards=self.shards)
-        lines = len(history.lines)
-        if not self.earlier:
-            return history, None, lines
-        earlier, _, new = split_last_orders(history)
-        return earlier, new, lines
+        lines, new = len(history.lines), None
+        for _ in range(self.held_out):
+            history, _, new = split_last_orders(history)
+        return history, new, lines
 
     def segments_of(self, shard: int) -> pd.DataFrame:
         """The shard's customers' ``user_id, segment_id, segment_name``."""
@@ -145,6 +145,49 @@ class SharedEvidence:
         return gather_evidence(history, segments, self.rules, groups, candidates, item=self.item, counts=self.counts)
 
 
+@dataclass(frozen=True)
+class SharedCounts:
+    """Pass 1 over every user shard of a view: the product groups, the popularity counts, the
+    customers of smallest hash with new products in the last order held out, the lines read."""
+
+    groups: ProductGroups
+    counts: PopularityCounts
+    sample: np.ndarray  # sorted ids
+    lines: int
+
+
+def shared_counts(
+    view: ShardView,
+    settings: RecommenderSettings,
+    product_groups: Callable[[int], ProductGroups],
+    *,
+    label: str,
+    sample: int = 0,
+    dask_address: str | None = None,
+) -> SharedCounts:
+    """Pass 1 of the module docstring over every user shard of ``view``; ``sample``: how many customers
+    with new products held out to pick (those of smallest user hash). ``product_groups(n_products)``:
+    the groups over product ids ``0 .. n_products - 1`` at least
+    (:func:`basket_insights.recommend.product_groups`)."""
+    work = partial(_count, view, settings.candidates.recent_orders, sample)
+    counted = map_shards(work, view.shards, label=f"{label} (popularity)", address=dask_address)
+    groups = product_groups(max(d["n_products"] for d in counted))
+    counts = functools.reduce(operator.add, (d["counts"] for d in counted)).widened(len(groups.aisle_of))
+    picked = smallest_hash_users(np.concatenate([d["judged"] for d in counted]), sample)
+    return SharedCounts(groups, counts, picked, sum(d["rows"] for d in counted))
+
+
+def shared_co_buyers(
+    view: ShardView, shared: SharedCounts, n: int, *, label: str, dask_address: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2: the item model's ``n`` most-bought products of ``shared``'s counts and their ``XᵀX``
+    summed over every user shard of ``view``."""
+    products = most_bought(shared.counts.buyers, n)
+    work = partial(_co_buyers, view, len(shared.groups.aisle_of), products)
+    grams = map_shards(work, view.shards, label=f"{label} (co-buyers)", address=dask_address)
+    return products, functools.reduce(operator.add, (d["gram"] for d in grams))
+
+
 def shared_evidence(
     view: ShardView,
     fitted: FittedRecommender,
@@ -157,25 +200,15 @@ def shared_evidence(
     judged: int = 0,
 ) -> SharedEvidence:
     """Passes 1 and 2 of the module docstring over every user shard of ``view``: the product groups,
-    popularity counts and item model (refitted with ``fitted``'s λ), with ``rules``; with an earlier
-    view, also the ``judged`` customers of smallest hash among those with new products held out.
-    ``product_groups(n_products)``: the groups over product ids ``0 .. n_products - 1`` at least
-    (:func:`basket_insights.recommend.product_groups`)."""
-    work = partial(_count, view, settings.candidates.recent_orders, judged)
-    counted = map_shards(work, view.shards, label=f"{label} (popularity)", address=dask_address)
-    groups = product_groups(max(d["n_products"] for d in counted))
-    n_products = len(groups.aisle_of)
-    counts = functools.reduce(operator.add, (d["counts"] for d in counted)).widened(n_products)
-    sample = smallest_hash_users(np.concatenate([d["judged"] for d in counted]), judged)
-    lines = sum(d["rows"] for d in counted)
-    if fitted.item_products <= 0:
-        return SharedEvidence(groups, counts, None, rules, sample, lines)
-    products = most_bought(counts.buyers, fitted.item_products)
-    work = partial(_co_buyers, view, n_products, products)
-    grams = map_shards(work, view.shards, label=f"{label} (co-buyers)", address=dask_address)
-    gram = functools.reduce(operator.add, (d["gram"] for d in grams))
-    item = item_model_of(products, gram, counts.users, fitted.item_l2)
-    return SharedEvidence(groups, counts, item, rules, sample, lines)
+    popularity counts and item model (refitted with ``fitted``'s λ), with ``rules``; with a view that
+    holds out orders, also the ``judged`` customers of smallest hash among those with new products
+    held out (see :func:`shared_counts`)."""
+    shared = shared_counts(view, settings, product_groups, label=label, sample=judged, dask_address=dask_address)
+    item = None
+    if fitted.item_products > 0:
+        products, gram = shared_co_buyers(view, shared, fitted.item_products, label=label, dask_address=dask_address)
+        item = item_model_of(products, gram, shared.counts.users, fitted.item_l2)
+    return SharedEvidence(shared.groups, shared.counts, item, rules, shared.sample, shared.lines)
 
 
 def recommend_from_shards(

@@ -40,6 +40,7 @@ from basket_insights.ranker import PopularityRanker, Ranker, RankerSettings, Sou
 from basket_insights.ranking_metrics import mean_recall
 from basket_insights.reasons import deciding_source, sentences
 from basket_insights.splits import split_last_orders, split_off_last_orders
+from basket_insights.user_shards import smallest_hash_users
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,20 @@ def _labels(frame: pd.DataFrame, label_keys: np.ndarray, n_products: int) -> np.
     return (label_keys[pos] == keys).astype(np.int8)
 
 
+@dataclass(frozen=True)
+class FitSample:
+    """What the ranker and λ learn from: the evidence of the sampled customers alone (rows in user-id
+    order), the new products of their label orders (``user_id, product_id``), and the item model's
+    products and co-buyers (``XᵀX``) over all ``users`` customers of the input history."""
+
+    ev: Evidence
+    labels: pd.DataFrame
+    products: np.ndarray
+    gram: np.ndarray
+    users: int
+    labelled: int  # customers with a label order, sampled or not
+
+
 def fit_recommender(
     history: History,
     segments: pd.DataFrame | None,
@@ -121,40 +136,50 @@ def fit_recommender(
     groups: ProductGroups,
     settings: RecommenderSettings,
 ) -> FittedRecommender:
-    """Fit λ and the ranker on ``history`` (see the module docstring); ``mine_rules`` mines a history's rules."""
+    """Fit λ and the ranker on ``history`` (see the module docstring); ``mine_rules`` mines a history's rules.
+
+    The ranker's customers are the ``settings.ranker.train_users`` with a label order of smallest
+    :func:`~basket_insights.user_shards.user_hash` (the same sample when the history is read in user
+    shards: :mod:`basket_insights.recommend_shards`)."""
     started = time.monotonic()
     inputs, _, labels = split_last_orders(history)
     rules = mine_rules(inputs)
     ev = gather_evidence(inputs, segments, rules, groups, settings.candidates)
     up = ev.up
-    label_rows = up.rows_of(labels["user_id"].to_numpy())
-    labels = labels[label_rows >= 0]
-    label_rows = label_rows[label_rows >= 0]
+    labels = labels[up.rows_of(labels["user_id"].to_numpy()) >= 0]
+    labelled = np.unique(labels["user_id"].to_numpy(np.int64))
+    sample = smallest_hash_users(labelled, settings.ranker.train_users)
+    products = item_model.model_products(up, settings.item_products)
+    gram = item_model.co_buyers(up, products)
+    log.info("fit: %d rules, evidence of %d customers (%.1f s)", len(rules), len(up.users), time.monotonic() - started)
+    in_sample = labels[labels["user_id"].isin(sample)]
+    return fit_on_sample(
+        FitSample(ev.subset(up.rows_of(sample)), in_sample, products, gram, len(up.users), len(labelled)), settings
+    )
+
+
+def fit_on_sample(sample: FitSample, settings: RecommenderSettings) -> FittedRecommender:
+    """EASE's λ and the ranker fitted on ``sample`` (steps 2 and 3 of the module docstring)."""
+    started = time.monotonic()
+    ev, up = sample.ev, sample.ev.up
+    labels = sample.labels.sort_values(["user_id", "product_id"], ignore_index=True)  # one order, however gathered
     if len(labels) == 0:
         reason = "no customer has a previous order with a new product: nothing to learn a ranker from"
         log.warning("fit: %s; recommending by popularity by buyers", reason)
         return FittedRecommender(PopularityRanker(reason), 0.0, 0, [], {"customers": 0})
+    label_rows = up.rows_of(labels["user_id"].to_numpy())
     label_keys = np.sort(label_rows * up.n_products + labels["product_id"].to_numpy(np.int64))
     relevant = pd.Series(label_rows).value_counts().sort_index()
-    rng = np.random.default_rng(settings.ranker.seed)
-    customers = np.sort(rng.permutation(relevant.index.to_numpy())[: settings.ranker.train_users])
-    log.info(
-        "fit: %d customers with a label order, %d sampled, %d rules (%.1f s)",
-        len(relevant),
-        len(customers),
-        len(rules),
-        time.monotonic() - started,
-    )
-
+    customers = relevant.index.to_numpy()
+    log.info("fit: %d customers with a label order, %d sampled", sample.labelled, len(customers))
     # EASE's λ on the sampled customers' label orders
-    products = item_model.model_products(up, settings.item_products)
-    gram = item_model.co_buyers(up, products)
+    products, gram = sample.products, sample.gram
     l2_rows = customers[: settings.l2_users]
     l2_truth = pd.DataFrame({"user_id": label_rows, "product_id": labels["product_id"].to_numpy()})
     l2_truth = l2_truth[np.isin(label_rows, l2_rows)]
     l2_results, best = [], None
     for l2 in item_model.l2_grid(gram):
-        model = item_model.fit_item_model(up, settings.item_products, l2=l2, gram=gram, products=products)
+        model = item_model.item_model_of(products, gram, sample.users, l2)
         found = item_model.candidates(model, up, l2_rows, settings.k).rename(
             columns={"row": "user_id", "item_rank": "rank"}
         )
@@ -172,7 +197,6 @@ def fit_recommender(
         len(l2_rows),
         time.monotonic() - started,
     )
-
     frames = []
     for block in blocks_of(customers, settings.block_users):
         frames.append(candidate_features(ev, block, settings.candidates))

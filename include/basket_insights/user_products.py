@@ -42,6 +42,27 @@ class UserProducts:
         pos = np.minimum(np.searchsorted(self.users, user_ids), len(self.users) - 1)
         return np.where(self.users[pos] == user_ids, pos, -1)
 
+    def subset(self, rows: np.ndarray) -> UserProducts:
+        """The customers of ``rows`` (ascending) alone, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return UserProducts(self.users[rows], self.bought[rows], self.recent[rows], self.orders[rows], self.lines[rows])
+
+    @staticmethod
+    def concat(parts: list[UserProducts]) -> UserProducts:
+        """Disjoint sets of customers (of as many product columns) in one, rows sorted by user id."""
+        users = np.concatenate([p.users for p in parts])
+        order = np.argsort(users, kind="stable")
+        bought, recent = (
+            sp.vstack([getattr(p, name) for p in parts], format="csr")[order] for name in ("bought", "recent")
+        )
+        return UserProducts(
+            users[order],
+            sp.csr_array(bought),
+            sp.csr_array(recent),
+            np.concatenate([p.orders for p in parts])[order],
+            np.concatenate([p.lines for p in parts])[order],
+        )
+
     @cached_property
     def _keys(self) -> np.ndarray:
         return _row_keys(self.bought)

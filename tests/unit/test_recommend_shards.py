@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -9,8 +12,17 @@ from basket_insights.config import load_settings
 from basket_insights.evaluation import EvaluationSettings
 from basket_insights.lake import Lake
 from basket_insights.local_run import run_day
-from basket_insights.recommend import recommender_settings, run_evaluate, run_recommend, shard_table
+from basket_insights.recommend import (
+    HELD_OUT_SEGMENTS,
+    MODEL_TABLE,
+    recommender_settings,
+    run_evaluate,
+    run_fit_recommender,
+    run_recommend,
+    shard_table,
+)
 from basket_insights.rules import RuleSettings
+from basket_insights.segments import SegmentSettings
 from basket_insights.user_shards import refresh_shards
 from tests.unit.conftest import HISTORY_END
 
@@ -80,3 +92,41 @@ def test_a_sampled_evaluation_on_a_dask_cluster_equals_the_whole_historys(fitted
     address = dask_cluster.scheduler_address
     run_evaluate(lake, HISTORY_END, rules, SETTINGS, user_shards=3, dask_address=address, evaluation=evaluation)
     pd.testing.assert_frame_equal(_evaluation(lake), expected)
+
+
+def _fit(lake: Lake) -> tuple[dict, pd.DataFrame]:
+    fit = json.loads(lake.read_file("silver", MODEL_TABLE, HISTORY_END, "fit.json"))
+    segments = lake.read_table("silver", HELD_OUT_SEGMENTS, dates=[HISTORY_END]).to_pandas()
+    return fit, segments.sort_values("user_id", ignore_index=True)
+
+
+@pytest.mark.parametrize("shards", [3, 7])
+def test_the_fit_from_shards_equals_the_whole_historys(history_lake: Lake, shards: int) -> None:
+    lake = history_lake
+    run_day(lake, HISTORY_END, through="mine_rules", skip=("ingest",))
+    segment_settings = SegmentSettings.from_settings(load_settings())
+    settings = replace(SETTINGS, ranker=replace(SETTINGS.ranker, train_users=50))
+    whole = run_fit_recommender(lake, HISTORY_END, RULES, segment_settings, settings)
+    expected_fit, expected_segments = _fit(lake)
+    # a ranker fitted on a sample smaller than the customers with a label order, with rules
+    assert expected_fit["training"]["customers"] == 50 and expected_fit["ranker"]
+    refresh_shards(lake, HISTORY_END, shards)
+    done = run_fit_recommender(lake, HISTORY_END, RULES, segment_settings, settings, user_shards=shards)
+    assert done == whole
+    fit, segments = _fit(lake)
+    assert fit == expected_fit
+    pd.testing.assert_frame_equal(segments, expected_segments)
+
+
+def test_the_fit_on_a_dask_cluster_equals_the_whole_historys(history_lake: Lake, dask_cluster) -> None:
+    lake = history_lake
+    run_day(lake, HISTORY_END, through="mine_rules", skip=("ingest",))
+    segment_settings = SegmentSettings.from_settings(load_settings())
+    run_fit_recommender(lake, HISTORY_END, RULES, segment_settings, SETTINGS)
+    expected_fit, expected_segments = _fit(lake)
+    refresh_shards(lake, HISTORY_END, 3)
+    address = dask_cluster.scheduler_address
+    run_fit_recommender(lake, HISTORY_END, RULES, segment_settings, SETTINGS, user_shards=3, dask_address=address)
+    fit, segments = _fit(lake)
+    assert fit == expected_fit
+    pd.testing.assert_frame_equal(segments, expected_segments)
