@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -34,27 +33,15 @@ from basket_insights.evaluation import (
     methods_table,
     per_user_scores,
 )
-from basket_insights.itemset_shards import sharded_itemsets
+from basket_insights.itemset_shards import rules_of_view
 from basket_insights.lake import Lake
 from basket_insights.recommend_shards import ShardView, SharedEvidence, shared_evidence
 from basket_insights.recommender import FittedRecommender, RecommenderSettings
-from basket_insights.rules import Baskets, RuleSettings, rules_table
+from basket_insights.rules import RuleSettings
 from basket_insights.shard_map import map_shards
 from basket_insights.user_shards import shard_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ViewBaskets:
-    """The baskets of a shard's history as a view sees it (without each customer's last order: what
-    the evaluation's rules are mined from; without the last two: the fit's)."""
-
-    view: ShardView
-
-    def read(self, shard: int) -> Baskets:
-        history, _, _ = self.view.read(shard)
-        return Baskets.from_pairs(history.lines["order_id"].to_numpy(), history.lines["product_id"].to_numpy())
 
 
 def _judge(
@@ -94,10 +81,7 @@ def evaluate_from_shards(
     started = time.monotonic()
     label = f"evaluate ds={ds}"
     view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=1, segments=segments)
-    itemsets, n_baskets, _ = sharded_itemsets(
-        lake, ds, rule_settings, shards, dask_address=dask_address, source=ViewBaskets(view), label=f"{label} rules"
-    )
-    rules = rules_table(itemsets, n_baskets, rule_settings)
+    rules = rules_of_view(view, rule_settings, label=f"{label} rules", dask_address=dask_address)
     shared = shared_evidence(
         view,
         fitted,

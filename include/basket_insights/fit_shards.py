@@ -34,13 +34,12 @@ import pyarrow.compute as pc
 
 from basket_insights.candidates import Evidence, ProductGroups, gather_evidence
 from basket_insights.evaluation import held_out_features, segments_of_features
-from basket_insights.evaluation_shards import ViewBaskets
 from basket_insights.features import ORDER_COLUMNS, orders_frame
-from basket_insights.itemset_shards import sharded_itemsets
+from basket_insights.itemset_shards import rules_of_view
 from basket_insights.lake import Lake
 from basket_insights.recommend_shards import ShardView, SharedCounts, shared_co_buyers, shared_counts
 from basket_insights.recommender import FitSample, FittedRecommender, RecommenderSettings, fit_on_sample
-from basket_insights.rules import RuleSettings, rules_table
+from basket_insights.rules import RuleSettings
 from basket_insights.shard_map import map_shards
 from basket_insights.splits import in_last_orders
 from basket_insights.user_shards import read_shard_lines, read_shard_orders, shard_of
@@ -113,10 +112,7 @@ def fit_from_shards(
     started = time.monotonic()
     label = f"fit_recommender ds={ds}"
     view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=2, segments=segments)
-    itemsets, n_baskets, _ = sharded_itemsets(
-        lake, ds, rule_settings, shards, dask_address=dask_address, source=ViewBaskets(view), label=f"{label} rules"
-    )
-    rules = rules_table(itemsets, n_baskets, rule_settings)
+    rules = rules_of_view(view, rule_settings, label=f"{label} rules", dask_address=dask_address)
     shared = shared_counts(
         view, settings, product_groups, label=label, sample=settings.ranker.train_users, dask_address=dask_address
     )

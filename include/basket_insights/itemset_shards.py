@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -40,10 +40,14 @@ from basket_insights.rules import (
     itemsets_frame,
     no_itemsets,
     plan_triples,
+    rules_table,
     support_threshold,
 )
 from basket_insights.shard_map import map_shards
 from basket_insights.user_shards import shard_table
+
+if TYPE_CHECKING:
+    from basket_insights.recommend_shards import ShardView
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,30 @@ def _padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
     for a in arrays:
         total[: len(a)] += a
     return total
+
+
+@dataclass(frozen=True)
+class ViewBaskets:
+    """The baskets of a shard's history as a view sees it
+    (:class:`~basket_insights.recommend_shards.ShardView`: without each customer's last order, what the
+    evaluation's rules are mined from; without the last two, the fit's)."""
+
+    view: ShardView
+
+    def read(self, shard: int) -> Baskets:
+        history, _, _ = self.view.read(shard)
+        return Baskets.from_pairs(history.lines["order_id"].to_numpy(), history.lines["product_id"].to_numpy())
+
+
+def rules_of_view(
+    view: ShardView, settings: RuleSettings, *, label: str, dask_address: str | None = None
+) -> pd.DataFrame:
+    """The association rules of the baskets ``view`` sees in every user shard, as
+    :func:`basket_insights.rules.mine` gives them for those baskets in one process."""
+    itemsets, n_baskets, _ = sharded_itemsets(
+        view.lake(), view.ds, settings, view.shards, dask_address=dask_address, source=ViewBaskets(view), label=label
+    )
+    return rules_table(itemsets, n_baskets, settings)
 
 
 def sharded_itemsets(
