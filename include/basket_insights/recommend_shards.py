@@ -230,7 +230,7 @@ def recommend_from_shards(
     as ``silver/<table>/ds`` (see the module docstring): the rows the whole history gives them."""
     started = time.monotonic()
     index, tasks = task
-    label = f"recommend ds={ds} task {index + 1}/{tasks}"
+    label = f"recommend ds={ds} shard {index + 1}/{tasks}"
     view = ShardView(lake.url, lake.conn_id, ds, shards)
     shared = shared_evidence(view, fitted, rules, settings, product_groups, label=label, dask_address=dask_address)
     log.info("%s: evidence of %d customers shared (%.1f s)", label, shared.counts.users, time.monotonic() - started)

@@ -224,8 +224,8 @@ def test_task_logs_are_readable_and_show_progress(stack: dict, all_runs: dict) -
         assert "rows in =" in ingest and "quarantined" in ingest
         # the Celery worker imported GX before forking (basket_insights.preload): no task pays its import
         assert "Great Expectations already imported in this process" in ingest
-        # the stack's sharded steps ran their 8 user shards on its Dask workers, each logged as it finished
-        for task_id in ("build_features", "mine_rules"):
+        # every step that reads the history ran its 8 user shards on the Dask workers, each logged as it finished
+        for task_id in ("build_features", "mine_rules", "fit_recommender", "evaluate", "predict_reorders"):
             log = api.log(run_id, task_id)
             assert "8 shards submitted to the Dask scheduler at tcp://127.0.0.1:" in log, task_id
             assert "8/8 shards done (" in log, task_id
@@ -236,7 +236,8 @@ def test_task_logs_are_readable_and_show_progress(stack: dict, all_runs: dict) -
     with urllib.request.urlopen(dashboard, timeout=30) as page:
         assert page.status == 200 and b"Dask" in page.read()
         shard = api.log(run_id, "recommend", map_index=1)
-        assert "shard 2/2" in shard
+        # the second of two recommend tasks: the evidence of all 8 user shards, then its 4 to recommend
+        assert "shard 2/2" in shard and "4 shards submitted to the Dask scheduler" in shard
         publish = api.log(run_id, "publish")
         assert f"publish ds={ds}: committed" in publish
 
