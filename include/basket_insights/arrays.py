@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+
+
+def padded_sum(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """The elementwise sum of 1-D ``arrays`` of different lengths, each as if padded with zeros to the
+    longest (per-id counts of user shards, each up to its own largest id)."""
+    total = np.zeros(max((len(a) for a in arrays), default=0), dtype=np.result_type(np.int64, *arrays))
+    for a in arrays:
+        total[: len(a)] += a
+    return total
 
 
 def sorted_unique(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
+from basket_insights.arrays import padded_sum
 from basket_insights.lake import Lake
 from basket_insights.rules import (
     Baskets,
@@ -96,13 +97,6 @@ def _triples(source: BasketSource, candidates: np.ndarray, plan: TriplePlan, sha
     return {"triples": count_triples(groups, plan), "rows": len(baskets.items)}
 
 
-def _padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
-    total = np.zeros(max((len(a) for a in arrays), default=0), dtype=np.int64)
-    for a in arrays:
-        total[: len(a)] += a
-    return total
-
-
 @dataclass(frozen=True)
 class ViewBaskets:
     """The baskets of a shard's history as a view sees it
@@ -151,7 +145,7 @@ def sharded_itemsets(
     n_baskets = sum(d["baskets"] for d in counted)
     n_lines = sum(d["rows"] for d in counted)
     threshold = support_threshold(n_baskets, settings.min_support, settings.min_count)
-    candidates = np.flatnonzero(_padded_sum([d["occurrences"] for d in counted]) >= threshold)
+    candidates = np.flatnonzero(padded_sum([d["occurrences"] for d in counted]) >= threshold)
     if n_baskets == 0 or len(candidates) == 0:
         return no_itemsets(), n_baskets, n_lines
     pairs = settings.max_len >= 2

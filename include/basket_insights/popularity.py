@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from basket_insights.arrays import padded_sum
 from basket_insights.user_products import UserProducts
 
 
@@ -62,8 +63,8 @@ class PopularityCounts:
             segment_buyers[at, : part.segment_buyers.shape[1]] += part.segment_buyers
             segment_users[at] += part.segment_users
         return PopularityCounts(
-            _padded(self.buyers, width) + _padded(other.buyers, width),
-            _padded(self.lines, width) + _padded(other.lines, width),
+            padded_sum([self.buyers, other.buyers]),
+            padded_sum([self.lines, other.lines]),
             self.users + other.users,
             ids,
             names,

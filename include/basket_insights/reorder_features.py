@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from basket_insights.arrays import factorize_ids
+from basket_insights.arrays import factorize_ids, padded_sum
 from basket_insights.features import History
 
 FEATURES = [
@@ -138,13 +138,10 @@ class ProductCounts:
     repeaters: np.ndarray
 
     def __add__(self, other: ProductCounts) -> ProductCounts:
-        size = max(len(self.lines), len(other.lines))
-
-        def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return np.pad(a, (0, size - len(a))) + np.pad(b, (0, size - len(b)))
-
         return ProductCounts(
-            add(self.lines, other.lines), add(self.buyers, other.buyers), add(self.repeaters, other.repeaters)
+            padded_sum([self.lines, other.lines]),
+            padded_sum([self.buyers, other.buyers]),
+            padded_sum([self.repeaters, other.repeaters]),
         )
 
     def stats(self) -> ProductStats:
