@@ -37,7 +37,7 @@ from basket_insights.buy_again import (
     predict_buy_again,
 )
 from basket_insights.evaluation import EvaluationSettings
-from basket_insights.features import load_history
+from basket_insights.features import History, load_history
 from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 from basket_insights.reorder_evaluation import Judged, evaluation_table, held_out_customers, judge_buy_again
@@ -57,9 +57,14 @@ from basket_insights.user_shards import shard_of, smallest_hash_users
 log = logging.getLogger(__name__)
 
 
+def _history(lake: Lake, ds: str, shards: int, shard: int) -> tuple[History, tuple[np.ndarray, np.ndarray]]:
+    """One shard's reorder history and each line's place from its customer's last order."""
+    history = load_history(lake, ds, cart_and_day=True, shard=shard, shards=shards)
+    return history, orders_from_last(history.lines)
+
+
 def _count(lake_url: str, conn_id: str | None, ds: str, shards: int, samples: tuple[int, int], shard: int) -> dict:
-    history = load_history(Lake(lake_url, conn_id), ds, cart_and_day=True, shard=shard, shards=shards)
-    positions = orders_from_last(history.lines)
+    history, positions = _history(Lake(lake_url, conn_id), ds, shards, shard)
     train_users, evaluation_users = samples
     return {
         "counts": product_counts_of_splits(history, positions, FIT_SKIP),
@@ -72,8 +77,7 @@ def _count(lake_url: str, conn_id: str | None, ds: str, shards: int, samples: tu
 def _examples(
     lake_url: str, conn_id: str | None, ds: str, shards: int, products: ProductStats, sample: np.ndarray, shard: int
 ) -> dict:
-    history = load_history(Lake(lake_url, conn_id), ds, cart_and_day=True, shard=shard, shards=shards)
-    positions = orders_from_last(history.lines)
+    history, positions = _history(Lake(lake_url, conn_id), ds, shards, shard)
     mine = sample[shard_of(sample, shards) == shard]
     candidates, labels = fit_examples(history, mine, FIT_SKIP, positions, products)
     return {"candidates": candidates, "labels": labels, "rows": len(history.lines)}
@@ -91,8 +95,7 @@ def _predict_and_judge(
     shard: int,
 ) -> dict:
     lake = Lake(lake_url, conn_id)
-    history = load_history(lake, ds, cart_and_day=True, shard=shard, shards=shards)
-    positions = orders_from_last(history.lines)
+    history, positions = _history(lake, ds, shards, shard)
     evaluation_products, prediction_products = products
     predictions = predict_buy_again(
         model, history, product_names(lake, ds), as_of_day(ds), settings, prediction_products
