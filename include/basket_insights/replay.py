@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from basket_insights.lake import Lake
-from basket_insights.synth import load_catalog, write_daily_drops
+from basket_insights.synth import DailyRows, load_catalog, write_daily_drops
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def replay(source: str | Path, lake: Lake, *, end_date: str) -> dict:
         end_date,
         time.monotonic() - started,
     )
-    summary = write_daily_drops(lake, orders, lines, catalog, first_date=first_date, last_date=end_date)
+    days = DailyRows.of(orders, lines, first_date=first_date, last_date=end_date)
+    summary = write_daily_drops(lake, [days], catalog, first_date=first_date, last_date=end_date)
     summary["users"] = int(orders["user_id"].nunique())
     summary["last_date"] = end_date
     return summary

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -355,6 +356,20 @@ def _gaps(rng: np.random.Generator, shopper: ShopperType, shape: tuple[int, int]
     return gaps.astype(np.int32)
 
 
+#: Users simulated together. Every intermediate array of a chunk grows with its users, so a chunk's
+#: size bounds the generator's memory (about 4 GB a chunk); Instacart's 206,209 users are one chunk.
+CHUNK_USERS = 250_000
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What every chunk of users shares: product popularity, the latent interests and the bundles."""
+
+    popularity: np.ndarray
+    interests: list[tuple[str, np.ndarray]]
+    bundles: pd.DataFrame  # antecedent, consequent (catalog rows), probability
+
+
 def generate_feed(
     catalog: Catalog,
     *,
@@ -364,12 +379,15 @@ def generate_feed(
     seed: int = 0,
     progress: bool = True,
     tastes: Tastes = Tastes(),
+    chunk_users: int = CHUNK_USERS,
 ) -> Feed:
     """Generate orders and order lines for ``users`` over the ``days`` days ending ``end_date``.
 
     Shopping is simulated over at least a year (``max(days, 365)`` days) and only the last
     ``days`` are returned, so even a short feed starts mid-history, as a real feed does: users'
     first delivered orders are often not their first ever, and reorders refer to earlier buys.
+    The chunks of :func:`feed_chunks`, joined; a large feed is better written chunk by chunk
+    (:func:`generate` does).
 
     Returns
     -------
@@ -377,13 +395,96 @@ def generate_feed(
         ``orders``: Instacart columns plus ``order_date``; ``lines``: Instacart order_products
         columns; ``user_types``: ``user_id, shopper_type``; ``bundles``: product ids and probability.
     """
-    started = time.monotonic()
+    chunks = list(
+        feed_chunks(
+            catalog,
+            users=users,
+            days=days,
+            end_date=end_date,
+            seed=seed,
+            progress=progress,
+            tastes=tastes,
+            chunk_users=chunk_users,
+        )
+    )
+    if len(chunks) == 1:
+        return chunks[0]
+    return Feed(
+        orders=pd.concat([c.orders for c in chunks], ignore_index=True),
+        lines=pd.concat([c.lines for c in chunks], ignore_index=True),
+        user_types=pd.concat([c.user_types for c in chunks], ignore_index=True),
+        bundles=chunks[0].bundles,
+        interests=chunks[0].interests,
+        user_interests=pd.concat([c.user_interests for c in chunks], ignore_index=True),
+    )
+
+
+def feed_chunks(
+    catalog: Catalog,
+    *,
+    users: int,
+    days: int,
+    end_date: str,
+    seed: int = 0,
+    progress: bool = True,
+    tastes: Tastes = Tastes(),
+    chunk_users: int = CHUNK_USERS,
+) -> Iterator[Feed]:
+    """The feed of :func:`generate_feed` as chunks of at most ``chunk_users`` consecutive users.
+
+    The first chunk draws from the seed's stream, planting popularity, interests and bundles on
+    the way, exactly as a feed of one chunk always has; every later chunk simulates its users with
+    a stream of its own (``seed``, chunk number) and the first chunk's planted globals. Order ids
+    stay unique across chunks. Each chunk's ``bundles`` and ``interests`` are the shared ones.
+    """
+    if chunk_users < 1:
+        raise ValueError(f"chunk_users must be at least 1, got {chunk_users}")
     rng = np.random.default_rng(seed)
+    planted = None
+    orders_before = 0
+    for number, first_user in enumerate(range(0, users, chunk_users)):
+        chunk_rng = rng if number == 0 else np.random.default_rng([seed, number])
+        feed, planted, simulated_orders = _simulate_users(
+            catalog,
+            chunk_rng,
+            users=min(chunk_users, users - first_user),
+            users_before=first_user,
+            orders_before=orders_before,
+            days=days,
+            end_date=end_date,
+            tastes=tastes,
+            planted=planted,
+            progress=progress,
+        )
+        orders_before += simulated_orders
+        yield feed
+
+
+def _simulate_users(
+    catalog: Catalog,
+    rng: np.random.Generator,
+    *,
+    users: int,
+    users_before: int,
+    orders_before: int,
+    days: int,
+    end_date: str,
+    tastes: Tastes,
+    planted: Planted | None,
+    progress: bool,
+) -> tuple[Feed, Planted, int]:
+    """One chunk of users (ids after ``users_before``, order ids after ``orders_before``).
+
+    With ``planted`` None the globals are planted from ``rng`` at the points of the stream they
+    always were. Returns the chunk's feed, the planted globals and how many orders it simulated.
+    Large per-line arrays are dropped as soon as they are used: they set the generator's peak memory.
+    """
+    started = time.monotonic()
     delivered_days, days = days, max(days, 365)
     end = date.fromisoformat(end_date)
     start = end - timedelta(days=days - 1)
     product_ids = catalog.products["product_id"].to_numpy(np.int64)
-    base = _popularity(catalog, rng)
+    base = planted.popularity if planted else _popularity(catalog, rng)
 
     # Users: a type each, a first order day (more users early, so histories are long).
     shares = np.array([t.share for t in SHOPPER_TYPES])
@@ -398,13 +499,20 @@ def generate_feed(
     day_matrix = first_day[:, None] + np.cumsum(gaps, axis=1)
     valid = day_matrix < days
     n_orders_user = valid.sum(axis=1)
-    user_idx = np.repeat(np.arange(users), n_orders_user)
+    user_idx = np.repeat(np.arange(users, dtype=np.int32), n_orders_user)
     order_day = day_matrix[valid]
     order_number = (np.cumsum(valid, axis=1)[valid]).astype(np.int32)
     days_since = np.where(order_number == 1, np.nan, np.minimum(gaps[valid], 30)).astype(np.float64)
+    del gaps, day_matrix, valid
     n_orders = len(order_day)
     if progress:
-        log.info("generate: %d users, %d orders planned (%.1f s)", users, n_orders, time.monotonic() - started)
+        log.info(
+            "generate: users %d-%d, %d orders planned (%.1f s)",
+            users_before + 1,
+            users_before + users,
+            n_orders,
+            time.monotonic() - started,
+        )
 
     # Order attributes.
     order_dow = rng.choice(7, size=n_orders, p=DOW_SHARE / DOW_SHARE.sum())
@@ -414,7 +522,7 @@ def generate_feed(
         user_hour[user_idx],
         rng.choice(24, size=n_orders, p=HOUR_SHARE / HOUR_SHARE.sum()),
     )
-    order_ids = rng.permutation(n_orders).astype(np.int64) + 1
+    order_ids = rng.permutation(n_orders).astype(np.int64) + 1 + orders_before
     types_of_orders = user_type[user_idx]
 
     # Basket sizes: 1 + negative binomial (dispersion 2) around the type's mean.
@@ -422,9 +530,10 @@ def generate_feed(
     sizes = 1 + rng.negative_binomial(2, 2.0 / (2.0 + basket_mean - 1.0))
     sizes = np.minimum(sizes, 80)
     n_lines = int(sizes.sum())
-    line_order = np.repeat(np.arange(n_orders), sizes)
+    line_order = np.repeat(np.arange(n_orders, dtype=np.int32), sizes)
     line_user = user_idx[line_order]
-    line_type = types_of_orders[line_order]
+    line_type = types_of_orders[line_order].astype(np.int8)
+    del sizes, basket_mean, types_of_orders
     if progress:
         log.info("generate: %d order lines planned (%.1f s)", n_lines, time.monotonic() - started)
 
@@ -441,11 +550,12 @@ def generate_feed(
         pools[rows] = np.searchsorted(cdf, rng.random((len(rows), max_pool)) * cdf[-1])
         mask = line_type == t
         explore[mask] = np.searchsorted(cdf, rng.random(int(mask.sum())) * cdf[-1])
+        del mask
     np.clip(explore, 0, len(product_ids) - 1, out=explore)
     np.clip(pools, 0, len(product_ids) - 1, out=pools)
 
     # Personal taste: a share of favourites and of exploring lines comes from the user's interests.
-    interests = plant_interests(catalog, base, rng, tastes)
+    interests = planted.interests if planted else plant_interests(catalog, base, rng, tastes)
     interest_weights = rng.dirichlet(np.full(len(interests), tastes.concentration), size=users)
     interest_cdfs = [(rows, np.cumsum(base[rows] ** INTEREST_EXPONENT)) for _, rows in interests]
     from_taste = rng.random((users, max_pool)) < tastes.strength
@@ -453,34 +563,41 @@ def generate_feed(
     pools[from_taste] = _draw_from_interests(rng, owners, interest_weights, interest_cdfs)
     from_taste = rng.random(n_lines) < tastes.strength
     explore[from_taste] = _draw_from_interests(rng, line_user[from_taste], interest_weights, interest_cdfs)
-    repeat_p = np.array([t.repeat for t in SHOPPER_TYPES])[line_type]
+    del from_taste, owners
+    from_pool = rng.random(n_lines) < np.array([t.repeat for t in SHOPPER_TYPES])[line_type]
+    del line_type
     # First orders have no favourites yet; later ones favour the head of the pool.
-    first_order = order_number[line_order] == 1
-    from_pool = (rng.random(n_lines) < repeat_p) & ~first_order
+    from_pool &= order_number[line_order] != 1
     slot = np.floor(pool_size[line_user] * rng.random(n_lines) ** 1.7).astype(np.int64)
     product = np.where(from_pool, pools[line_user, slot], explore)
+    del from_pool, slot, explore, line_user, pools
 
     # Bundles: a line with an antecedent adds its consequent with the bundle's probability.
-    bundles = plant_bundles(base, rng)
+    bundles = planted.bundles if planted else plant_bundles(base, rng)
     consequent_of = np.full(len(product_ids), -1, dtype=np.int64)
     consequent_of[bundles["antecedent"].to_numpy()] = bundles["consequent"].to_numpy()
     has_bundle = consequent_of[product] >= 0
     add = has_bundle & (rng.random(n_lines) < bundles["probability"].iloc[0])
     extra_order = line_order[add]
     extra_product = consequent_of[product[add]]
+    del has_bundle, add
     line_order = np.concatenate([line_order, extra_order])
     product = np.concatenate([product, extra_product])
 
     # Sort lines by order (bundle extras after their order's lines), drop repeats inside a basket.
     sort = np.argsort(line_order, kind="stable")
     line_order, product = line_order[sort], product[sort]
+    del sort
     key = line_order.astype(np.int64) * len(product_ids) + product
     keep = ~pd.Series(key).duplicated().to_numpy()
+    del key
     line_order, product = line_order[keep], product[keep]
+    del keep
     add_to_cart = _position_in_group(line_order)
     # reordered: the user bought the product in an earlier order (orders are user-major, chronological).
     user_product = user_idx[line_order].astype(np.int64) * len(product_ids) + product
     reordered = pd.Series(user_product).duplicated().to_numpy().astype(np.int8)
+    del user_product
 
     order_date = np.datetime64(start.isoformat(), "D") + order_day.astype("timedelta64[D]")
     delivered = order_day >= days - delivered_days
@@ -488,7 +605,7 @@ def generate_feed(
     orders = pd.DataFrame(
         {
             "order_id": order_ids,
-            "user_id": user_idx.astype(np.int64) + 1,
+            "user_id": user_idx.astype(np.int64) + 1 + users_before,
             "eval_set": "prior",
             "order_number": order_number,
             "order_dow": order_dow.astype(np.int8),
@@ -499,12 +616,12 @@ def generate_feed(
     )[delivered].reset_index(drop=True)
     lines = pd.DataFrame(
         {
-            "order_id": order_ids[line_order],
-            "product_id": product_ids[product],
-            "add_to_cart_order": add_to_cart.astype(np.int16),
-            "reordered": reordered,
+            "order_id": order_ids[line_order][line_delivered],
+            "product_id": product_ids[product][line_delivered],
+            "add_to_cart_order": add_to_cart.astype(np.int16)[line_delivered],
+            "reordered": reordered[line_delivered],
         }
-    )[line_delivered].reset_index(drop=True)
+    )
     if progress:
         log.info(
             "generate: %d orders, %d lines, reorder ratio %.3f, mean basket %.2f (%.1f s)",
@@ -515,7 +632,10 @@ def generate_feed(
             time.monotonic() - started,
         )
     user_types = pd.DataFrame(
-        {"user_id": np.arange(1, users + 1), "shopper_type": np.array([t.name for t in SHOPPER_TYPES])[user_type]}
+        {
+            "user_id": np.arange(users_before + 1, users_before + users + 1),
+            "shopper_type": np.array([t.name for t in SHOPPER_TYPES])[user_type],
+        }
     )
     truth_bundles = pd.DataFrame(
         {
@@ -534,12 +654,13 @@ def generate_feed(
     user_of_weight, interest_of_weight = np.nonzero(interest_weights >= 0.01)
     user_interests = pd.DataFrame(
         {
-            "user_id": user_of_weight.astype(np.int64) + 1,
+            "user_id": user_of_weight.astype(np.int64) + 1 + users_before,
             "interest_id": interest_of_weight.astype(np.int32),
             "weight": interest_weights[user_of_weight, interest_of_weight],
         }
     )
-    return Feed(orders, lines, user_types, truth_bundles, interest_table, user_interests)
+    feed = Feed(orders, lines, user_types, truth_bundles, interest_table, user_interests)
+    return feed, Planted(base, interests, bundles), n_orders
 
 
 def _position_in_group(group: np.ndarray) -> np.ndarray:
@@ -581,10 +702,49 @@ ORDER_COLUMNS = [
 LINE_COLUMNS = ["order_id", "product_id", "add_to_cart_order", "reordered"]
 
 
+@dataclass(frozen=True)
+class DailyRows:
+    """Orders and order lines of some users sorted by date, with where each date's rows start.
+
+    What the drops are written from, chunk by chunk: ids are kept as 32-bit integers when they fit
+    (the CSV text is the same), so a large feed's chunks wait for the writer in little memory.
+    """
+
+    orders: pa.Table  # ORDER_COLUMNS
+    lines: pa.Table  # LINE_COLUMNS
+    order_starts: np.ndarray  # per date of the range, then the end: row offsets into ``orders``
+    line_starts: np.ndarray
+
+    @classmethod
+    def of(cls, orders: pd.DataFrame, lines: pd.DataFrame, *, first_date: str, last_date: str) -> DailyRows:
+        """Sort ``orders`` (with ``order_date``) and their ``lines`` by date over ``first_date``..``last_date``."""
+        day_of_order = orders["order_date"].to_numpy("datetime64[D]")
+        order_sort = np.argsort(day_of_order, kind="stable")
+        lookup = pd.Series(day_of_order, index=orders["order_id"].to_numpy())
+        line_days = lookup.reindex(lines["order_id"].to_numpy()).to_numpy("datetime64[D]")
+        line_sort = np.argsort(line_days, kind="stable")
+        bounds = np.arange(np.datetime64(first_date, "D"), np.datetime64(last_date, "D") + 2)
+        return cls(
+            orders=_narrow_ids(pa.Table.from_pandas(orders.iloc[order_sort][ORDER_COLUMNS], preserve_index=False)),
+            lines=_narrow_ids(pa.Table.from_pandas(lines.iloc[line_sort][LINE_COLUMNS], preserve_index=False)),
+            order_starts=np.searchsorted(day_of_order[order_sort], bounds),
+            line_starts=np.searchsorted(line_days[line_sort], bounds),
+        )
+
+
+def _narrow_ids(table: pa.Table) -> pa.Table:
+    """``order_id``, ``user_id`` and ``product_id`` as int32 when every value fits."""
+    for name in ("order_id", "user_id", "product_id"):
+        if name in table.column_names:
+            column = table[name]
+            if len(column) == 0 or pc.max(column).as_py() < 2**31:
+                table = table.set_column(table.schema.get_field_index(name), name, column.cast(pa.int32()))
+    return table
+
+
 def write_daily_drops(
     lake: Lake,
-    orders: pd.DataFrame,
-    lines: pd.DataFrame,
+    parts: Sequence[DailyRows],
     catalog: Catalog,
     *,
     first_date: str,
@@ -594,7 +754,8 @@ def write_daily_drops(
     """Write one ``orders`` and one ``order_products`` drop per day (header only on a day without
     orders) and the catalog drop on ``first_date``.
 
-    ``orders`` needs an ``order_date`` column; lines go to the drop of their order's date.
+    ``parts`` (:meth:`DailyRows.of` over ``first_date``..``last_date``) are written one after the
+    other inside each day's drop.
     """
     started = time.monotonic()
     for name, frame in (
@@ -603,29 +764,27 @@ def write_daily_drops(
         ("products", catalog.products),
     ):
         lake.put_landing(name, first_date, csv_bytes(frame))
-    day_of_order = orders["order_date"].to_numpy("datetime64[D]")
-    order_sort = np.argsort(day_of_order, kind="stable")
-    orders_sorted = orders.iloc[order_sort]
-    sorted_days = day_of_order[order_sort]
-    lookup = pd.Series(day_of_order, index=orders["order_id"].to_numpy())
-    line_days = lookup.reindex(lines["order_id"].to_numpy()).to_numpy("datetime64[D]")
-    line_sort = np.argsort(line_days, kind="stable")
-    lines_sorted = lines.iloc[line_sort]
-    sorted_line_days = line_days[line_sort]
-    orders_tbl = pa.Table.from_pandas(orders_sorted[ORDER_COLUMNS], preserve_index=False)
-    lines_tbl = pa.Table.from_pandas(lines_sorted[LINE_COLUMNS], preserve_index=False)
     all_days = np.arange(np.datetime64(first_date, "D"), np.datetime64(last_date, "D") + 1)
-    o_lo = np.searchsorted(sorted_days, all_days, side="left")
-    o_hi = np.searchsorted(sorted_days, all_days, side="right")
-    l_lo = np.searchsorted(sorted_line_days, all_days, side="left")
-    l_hi = np.searchsorted(sorted_line_days, all_days, side="right")
     for i, day in enumerate(all_days):
         ds = str(day)
-        lake.put_landing("orders", ds, csv_bytes(orders_tbl.slice(o_lo[i], o_hi[i] - o_lo[i])))
-        lake.put_landing("order_products", ds, csv_bytes(lines_tbl.slice(l_lo[i], l_hi[i] - l_lo[i])))
+        for name, rows_of in (("orders", _orders_of_day), ("order_products", _lines_of_day)):
+            lake.put_landing(name, ds, csv_bytes(pa.concat_tables([rows_of(part, i) for part in parts])))
         if progress and (i + 1) % 30 == 0:
             log.info("drops: %d/%d days written (%.1f s)", i + 1, len(all_days), time.monotonic() - started)
-    return {"days": len(all_days), "orders": len(orders), "order_lines": len(lines), "first_date": first_date}
+    return {
+        "days": len(all_days),
+        "orders": sum(len(part.orders) for part in parts),
+        "order_lines": sum(len(part.lines) for part in parts),
+        "first_date": first_date,
+    }
+
+
+def _orders_of_day(part: DailyRows, day: int) -> pa.Table:
+    return part.orders.slice(part.order_starts[day], part.order_starts[day + 1] - part.order_starts[day])
+
+
+def _lines_of_day(part: DailyRows, day: int) -> pa.Table:
+    return part.lines.slice(part.line_starts[day], part.line_starts[day + 1] - part.line_starts[day])
 
 
 def generate(
@@ -636,8 +795,12 @@ def generate(
     end_date: str,
     seed: int = 0,
     catalog_dir: str | Path | None = None,
+    chunk_users: int = CHUNK_USERS,
 ) -> dict:
     """Generate a feed and deliver it as daily landing drops; write the planted truth to ``_truth/``.
+
+    Users are simulated in chunks of ``chunk_users`` (:func:`feed_chunks`); only each chunk's
+    date-sorted orders and lines are kept for the writer, so memory grows slowly past one chunk.
 
     Returns
     -------
@@ -647,13 +810,21 @@ def generate(
     if users < 1 or days < 1:
         raise ValueError("users and days must be at least 1")
     catalog = load_catalog(catalog_dir) if catalog_dir else synthetic_catalog(seed=seed)
-    feed = generate_feed(catalog, users=users, days=days, end_date=end_date, seed=seed)
     first_date = (date.fromisoformat(end_date) - timedelta(days=days - 1)).isoformat()
-    summary = write_daily_drops(lake, feed.orders, feed.lines, catalog, first_date=first_date, last_date=end_date)
-    lake.write_table("_truth", "user_types", end_date, pa.Table.from_pandas(feed.user_types, preserve_index=False))
-    lake.write_table("_truth", "bundles", end_date, pa.Table.from_pandas(feed.bundles, preserve_index=False))
-    for name in ("interests", "user_interests"):
-        truth = pa.Table.from_pandas(getattr(feed, name), preserve_index=False)
-        lake.write_table("_truth", name, end_date, truth)
+    parts: list[DailyRows] = []
+    per_user: dict[str, list[pa.Table]] = {"user_types": [], "user_interests": []}
+    for feed in feed_chunks(catalog, users=users, days=days, end_date=end_date, seed=seed, chunk_users=chunk_users):
+        parts.append(DailyRows.of(feed.orders, feed.lines, first_date=first_date, last_date=end_date))
+        for name, tables in per_user.items():
+            tables.append(pa.Table.from_pandas(getattr(feed, name), preserve_index=False))
+        planted = {
+            name: pa.Table.from_pandas(getattr(feed, name), preserve_index=False) for name in ("bundles", "interests")
+        }
+        del feed
+    summary = write_daily_drops(lake, parts, catalog, first_date=first_date, last_date=end_date)
+    for name, tables in per_user.items():
+        lake.write_table("_truth", name, end_date, pa.concat_tables(tables))
+    for name, table in planted.items():  # every chunk's same
+        lake.write_table("_truth", name, end_date, table)
     summary.update({"users": users, "last_date": end_date, "catalog": str(catalog_dir or "synthetic")})
     return summary

@@ -8,7 +8,7 @@ import pytest
 
 from basket_insights.ingest import READ_TYPES
 from basket_insights.lake import Lake
-from basket_insights.synth import SHOPPER_TYPES, csv_bytes, generate, generate_feed, synthetic_catalog
+from basket_insights.synth import SHOPPER_TYPES, csv_bytes, feed_chunks, generate, generate_feed, synthetic_catalog
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,42 @@ def test_same_seed_same_feed_other_seed_other_feed(catalog) -> None:
     pd.testing.assert_frame_equal(a.orders, b.orders)
     pd.testing.assert_frame_equal(a.lines, b.lines)
     assert not a.lines.equals(c.lines)
+
+
+def test_a_feed_in_chunks_extends_the_feed_of_its_first_chunk(catalog) -> None:
+    """Users simulated in chunks (bounded memory): the first chunk is the feed of its users alone, the
+    later ones add users and orders with their own ids, the same planted globals and the same habits."""
+    whole = generate_feed(catalog, users=900, days=60, end_date="2026-06-30", seed=5, progress=False)
+    chunks = list(
+        feed_chunks(catalog, users=900, days=60, end_date="2026-06-30", seed=5, progress=False, chunk_users=400)
+    )
+    assert [len(c.user_types) for c in chunks] == [400, 400, 100]
+    first = generate_feed(catalog, users=400, days=60, end_date="2026-06-30", seed=5, progress=False)
+    pd.testing.assert_frame_equal(chunks[0].orders, first.orders)
+    pd.testing.assert_frame_equal(chunks[0].lines, first.lines)
+    chunked = generate_feed(catalog, users=900, days=60, end_date="2026-06-30", seed=5, progress=False, chunk_users=400)
+    assert chunked.user_types["user_id"].tolist() == list(range(1, 901))
+    assert chunked.orders["order_id"].is_unique
+    assert chunked.lines["order_id"].isin(chunked.orders["order_id"]).all()
+    assert chunked.orders["user_id"].between(1, 900).all() and chunked.orders["user_id"].max() > 800
+    assert all(c.bundles.equals(chunks[0].bundles) and c.interests.equals(chunks[0].interests) for c in chunks)
+    later = chunked.lines["order_id"].isin(chunked.orders.loc[chunked.orders["user_id"] > 400, "order_id"])
+    assert chunked.lines.loc[later, "reordered"].mean() == pytest.approx(whole.lines["reordered"].mean(), abs=0.05)
+    assert len(chunked.lines) / len(chunked.orders) == pytest.approx(len(whole.lines) / len(whole.orders), rel=0.1)
+
+
+def test_generate_in_chunks_delivers_every_order_once(lake: Lake) -> None:
+    summary = generate(lake, users=300, days=15, end_date="2026-02-10", seed=2, chunk_users=120)
+    days = lake.landing_dates("orders")
+    orders = pd.concat([pd.read_csv(lake.landing_file("orders", d).path) for d in days])
+    lines = pd.concat([pd.read_csv(lake.landing_file("order_products", d).path) for d in days])
+    feed = generate_feed(
+        synthetic_catalog(seed=2), users=300, days=15, end_date="2026-02-10", seed=2, progress=False, chunk_users=120
+    )
+    assert len(orders) == summary["orders"] == len(feed.orders) and orders["order_id"].is_unique
+    assert sorted(orders["order_id"]) == sorted(feed.orders["order_id"])
+    assert len(lines) == summary["order_lines"] == len(feed.lines)
+    assert lake.read_table("_truth", "user_types").column("user_id").to_pylist() == list(range(1, 301))
 
 
 def test_calibrated_statistics_match_the_real_samples(feed) -> None:
