@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from basket_insights.arrays import padded_sum
 from basket_insights.lake import Lake
@@ -31,21 +32,22 @@ from basket_insights.rules import (
     Baskets,
     RuleSettings,
     TriplePlan,
-    baskets_as_of,
     check_itemset_settings,
     coded_groups,
     count_items_and_pairs,
     count_triples,
+    first_of_last_days,
     frequent_pairs,
     item_occurrences,
     itemsets_frame,
     no_itemsets,
     plan_triples,
+    prior_baskets,
     rules_table,
     support_threshold,
 )
 from basket_insights.shard_map import map_shards
-from basket_insights.user_shards import shard_table
+from basket_insights.user_shards import read_shard_lines, read_shard_orders
 
 if TYPE_CHECKING:
     from basket_insights.recommend_shards import ShardView
@@ -60,9 +62,11 @@ class BasketSource(Protocol):
 
 
 def shard_baskets(lake: Lake, ds: str, shard: int, shards: int, last_days: int) -> Baskets:
-    """The prior baskets ``<= ds`` of one user shard (:func:`basket_insights.rules.baskets_as_of`)."""
-    tables = (shard_table("orders", shard, shards), shard_table("order_products", shard, shards))
-    return baskets_as_of(lake, ds, last_days, zone="silver", tables=tables)
+    """The prior baskets ``<= ds`` of one user shard (:func:`basket_insights.rules.baskets_as_of`'s)."""
+    orders = read_shard_orders(lake, ds, shard, shards, ["order_id", "eval_set"], with_ds=bool(last_days))
+    if last_days:  # a line is on its order's date: the lines need no filter of their own
+        orders = orders.filter(pc.greater_equal(orders.column("ds"), first_of_last_days(ds, last_days)))
+    return prior_baskets(orders, read_shard_lines(lake, ds, shard, shards, ["order_id", "product_id"]))
 
 
 @dataclass(frozen=True)

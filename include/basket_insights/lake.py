@@ -353,6 +353,19 @@ class Lake:
         stored = self.write_part(zone, table, ds, data)
         return self.commit_parts(zone, table, ds, [stored], data.num_rows, data.schema, run_id=run_id, extra=extra)
 
+    def delete_partition(self, zone: str, table: str, ds: str) -> None:
+        """Remove one date's partition: its manifest first, so readers stop seeing it at once, then its files."""
+        part = self._partition_key(zone, table, ds)
+        try:
+            if self.fs.exists(f"{part}/{MANIFEST}"):
+                self.fs.rm(f"{part}/{MANIFEST}")
+            if self.fs.exists(part):
+                self.fs.rm(part, recursive=True)
+        except FileNotFoundError:
+            return  # removed by another run meanwhile
+        except Exception as exc:
+            raise LakeError(f"could not remove {self.display(part)}: {exc}") from exc
+
     def write_part(self, zone: str, table: str, ds: str, data: pa.Table) -> str:
         """Write ``data`` as a new parquet file of the partition without committing it; its name.
 

@@ -480,29 +480,27 @@ def rules_table(itemsets: pd.DataFrame, n_baskets: int, settings: RuleSettings) 
     )
 
 
-def baskets_as_of(
-    lake: Lake,
-    ds: str,
-    last_days: int = 0,
-    *,
-    zone: str = "bronze",
-    tables: tuple[str, str] = ("orders", "order_products"),
-) -> Baskets:
-    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids.
-
-    ``tables``: the orders and order lines to read (bronze's, or one user shard's in silver:
-    :func:`basket_insights.user_shards.shard_table`).
-    """
+def first_of_last_days(ds: str, last_days: int) -> str:
+    """The first date of the ``last_days`` days ending ``ds``."""
     from datetime import date, timedelta
 
-    orders_table, lines_table = tables
-    dates = lake.partitions(zone, orders_table, up_to=ds)
+    return (date.fromisoformat(ds) - timedelta(days=last_days - 1)).isoformat()
+
+
+def baskets_as_of(lake: Lake, ds: str, last_days: int = 0) -> Baskets:
+    """The prior orders ``<= ds`` (optionally of the last ``last_days`` days) as baskets of product ids
+    (one user shard's: :func:`basket_insights.itemset_shards.shard_baskets`)."""
+    dates = lake.partitions("bronze", "orders", up_to=ds)
     if last_days:
-        first = (date.fromisoformat(ds) - timedelta(days=last_days - 1)).isoformat()
-        dates = [d for d in dates if d >= first]
-    orders = lake.read_table(zone, orders_table, dates=dates, columns=["order_id", "eval_set"])
+        dates = [d for d in dates if d >= first_of_last_days(ds, last_days)]
+    orders = lake.read_table("bronze", "orders", dates=dates, columns=["order_id", "eval_set"])
+    lines = lake.read_table("bronze", "order_products", dates=dates, columns=["order_id", "product_id"])
+    return prior_baskets(orders, lines)
+
+
+def prior_baskets(orders: pa.Table, lines: pa.Table) -> Baskets:
+    """The ``lines`` (``order_id, product_id``) of the prior ``orders`` (``order_id, eval_set``) as baskets."""
     prior = orders.filter(pc.equal(orders.column("eval_set"), "prior")).column("order_id")
-    lines = lake.read_table(zone, lines_table, dates=dates, columns=["order_id", "product_id"])
     lines = lines.filter(pc.is_in(lines.column("order_id"), value_set=prior.combine_chunks()))
     return Baskets.from_pairs(lines.column("order_id").to_numpy(), lines.column("product_id").to_numpy())
 

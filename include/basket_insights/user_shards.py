@@ -13,18 +13,28 @@ re-runs of one date read the same history as the bronze tables do. A date is spl
 the shards' orders, then their lines, shard by shard; the last lines partition written records
 which bronze files it came from, so a pass killed half-way is simply done again by the next run.
 
+A step reads its shard's history several times (once per pass), and a year is hundreds of small
+daily files: so :func:`refresh_shards` also keeps each shard's whole history ``<= ds`` in one file,
+``silver/orders.shard-K-of-N.history/ds=D/`` (with the date as a ``ds`` column) and
+``silver/order_products.shard-K-of-N.history/ds=D/``, built from the previous date's file and the
+new days (:func:`compact_shard`). Its manifest records which daily files it holds, so a reader uses
+it only while they are still the daily partitions ``<= ds``, and reads the days otherwise.
+
 :func:`read_shard_orders` and :func:`read_shard_lines` read one shard's history ``<= ds``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
 
-from basket_insights.lake import Lake, check_ds
+from basket_insights.lake import Lake, Manifest, check_ds
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,12 @@ def shard_table(table: str, shard: int, shards: int) -> str:
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is not one of 0 .. {shards - 1}")
     return f"{table}.shard-{shard}-of-{shards}"
+
+
+def history_table(table: str, shard: int, shards: int) -> str:
+    """The silver table of one shard's whole history of ``table`` as of each date, in one file:
+    ``order_products.shard-3-of-8.history``."""
+    return f"{shard_table(table, shard, shards)}.history"
 
 
 def user_hash(user_ids: np.ndarray) -> np.ndarray:
@@ -135,16 +151,80 @@ def refresh_shards(lake: Lake, ds: str, shards: int, *, run_id: str = "") -> dic
         if i % 30 == 0 or i == len(dates):
             seconds = time.monotonic() - started
             log.info("user shards: %d/%d dates split (%d order lines, %.1f s)", i, len(dates), rows, seconds)
-    return {"shards": shards, "dates_split": len(dates), "rows_in": rows, "rows_out": rows}
+    written = 0
+    for k in range(shards):
+        written += sum(compact_shard(lake, table, ds, k, shards, run_id=run_id) for table in SHARDED)
+    seconds = time.monotonic() - started
+    log.info("user shards: histories <= %s in one file each (%d rewritten, %.1f s)", ds, written, seconds)
+    return {
+        "shards": shards,
+        "dates_split": len(dates),
+        "histories_written": written,
+        "rows_in": rows,
+        "rows_out": rows,
+    }
+
+
+def _daily_parts(parts: Mapping[str, Manifest], up_to: str) -> str:
+    """A digest of which daily partition files ``<= up_to`` there are: what a history file holds."""
+    listing = [[day, manifest.files] for day, manifest in sorted(parts.items()) if day <= up_to]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def compact_shard(lake: Lake, table: str, ds: str, shard: int, shards: int, *, run_id: str = "") -> bool:
+    """Write one shard's history of ``table`` ``<= ds`` as one file (:func:`history_table`), unless it is
+    already there; whether it was written.
+
+    It is the latest earlier history file that still holds the daily files it names, and the days
+    after it (or every day, when there is none). Of the earlier history files only that one is kept
+    (a re-run of ``ds`` starts from it again); those of later dates are left as they are.
+    """
+    daily = shard_table(table, shard, shards)
+    parts = lake.manifests("silver", daily, up_to=ds)
+    if not parts:
+        return False
+    history = history_table(table, shard, shards)
+    kept = lake.manifests("silver", history)
+    current = kept.get(ds)
+    if current is not None and current.extra.get("daily_parts") == _daily_parts(parts, ds):
+        return False
+    earlier = sorted((day for day in kept if day < ds), reverse=True)
+    base = next((day for day in earlier if kept[day].extra.get("daily_parts") == _daily_parts(parts, day)), None)
+    pieces = [lake.read_table("silver", history, dates=[base])] if base else []
+    days = [day for day in parts if base is None or day > base]
+    if days:
+        pieces.append(lake.read_table("silver", daily, dates=days, with_ds=table == "orders"))
+    data = pa.concat_tables(pieces)
+    lake.write_table("silver", history, ds, data, run_id=run_id, extra={"daily_parts": _daily_parts(parts, ds)})
+    for day in earlier[1:]:
+        lake.delete_partition("silver", history, day)
+    return True
 
 
 def read_shard_orders(
     lake: Lake, ds: str, shard: int, shards: int, columns: list[str], *, with_ds: bool = False
 ) -> pa.Table:
     """One shard's bronze ``orders`` columns ``<= ds`` (optionally with the partition date ``ds``)."""
-    return lake.read_table("silver", shard_table("orders", shard, shards), up_to=ds, columns=columns, with_ds=with_ds)
+    return _read_shard(lake, "orders", ds, shard, shards, columns, with_ds)
 
 
 def read_shard_lines(lake: Lake, ds: str, shard: int, shards: int, columns: list[str]) -> pa.Table:
     """One shard's bronze ``order_products`` columns (and ``user_id``) ``<= ds``."""
-    return lake.read_table("silver", shard_table("order_products", shard, shards), up_to=ds, columns=columns)
+    return _read_shard(lake, "order_products", ds, shard, shards, columns, with_ds=False)
+
+
+def _read_shard(
+    lake: Lake, table: str, ds: str, shard: int, shards: int, columns: list[str], with_ds: bool
+) -> pa.Table:
+    """The shard's history file of ``ds`` when it holds the daily partitions ``<= ds``, else those days."""
+    daily = shard_table(table, shard, shards)
+    history = history_table(table, shard, shards)
+    compacted = lake.manifest("silver", history, ds)
+    if compacted is not None:
+        parts = lake.manifests("silver", daily, up_to=ds)
+        if compacted.extra.get("daily_parts") == _daily_parts(parts, ds):
+            try:
+                return lake.read_table("silver", history, dates=[ds], columns=[*columns, *(["ds"] if with_ds else [])])
+            except FileNotFoundError:
+                pass  # removed meanwhile by a run of a later date: the days hold the same rows
+    return lake.read_table("silver", daily, up_to=ds, columns=columns, with_ds=with_ds)

@@ -17,6 +17,7 @@ from basket_insights.ingest import ingest_order_products
 from basket_insights.lake import Lake
 from basket_insights.shard_map import DaskUnreachable, map_shards
 from basket_insights.user_shards import (
+    history_table,
     read_shard_lines,
     read_shard_orders,
     refresh_shards,
@@ -200,6 +201,7 @@ def test_a_rerun_of_an_earlier_date_changes_nothing_of_later_dates(history_lake:
         for table in (
             "user_features",
             *(shard_table(t, k, shards) for t in ("orders", "order_products") for k in range(3)),
+            *(history_table(t, k, shards) for t in ("orders", "order_products") for k in range(3)),
         )
     }
     # the earlier date re-ingested and re-run (a backfill), after the later date ran
@@ -209,3 +211,44 @@ def test_a_rerun_of_an_earlier_date_changes_nothing_of_later_dates(history_lake:
     assert refresh_shards(lake, EARLIER, shards)["dates_split"] == redone < len(lake.partitions("bronze", "orders"))
     build_user_features(lake, EARLIER, shards=shards)
     assert {table: lake.manifest("silver", table, END) for table in later} == later
+
+
+def _days(lake: Lake, table: str, ds: str, shard: int, shards: int, **read) -> pa.Table:
+    return lake.read_table("silver", shard_table(table, shard, shards), up_to=ds, **read)
+
+
+def test_each_shard_history_is_one_file_that_holds_exactly_its_days(history_lake: Lake) -> None:
+    """A step reads its shard's history in every pass: from one file per shard and date, never from
+    a file that no longer holds the daily partitions (a corrected day, a lost refresh)."""
+    lake, shards = history_lake, 3
+    dates = lake.partitions("bronze", "orders", up_to=END)
+    first, second = dates[-3], dates[-2]
+    for day in (first, second, END):  # daily runs: each history file grows from the previous one
+        assert refresh_shards(lake, day, shards)["histories_written"] == 2 * shards
+    assert refresh_shards(lake, END, shards)["histories_written"] == 0  # a re-run finds them in place
+    columns = ["order_id", "user_id", "order_number"]
+    for k in range(shards):
+        orders = read_shard_orders(lake, END, k, shards, columns, with_ds=True)
+        assert orders.equals(_days(lake, "orders", END, k, shards, columns=columns, with_ds=True))
+        lines = read_shard_lines(lake, END, k, shards, ["order_id", "product_id", "user_id"])
+        assert lines.equals(
+            _days(lake, "order_products", END, k, shards, columns=["order_id", "product_id", "user_id"])
+        )
+        history = history_table("order_products", k, shards)
+        assert len(lake.manifest("silver", history, END).files) == 1
+        assert lake.partitions("silver", history) == [second, END]  # the one a re-run of END starts from, kept
+
+    # a corrected drop of an earlier date: until the shards are refreshed the history files are not used
+    landing = lake.landing_file("order_products", EARLIER)
+    kept = landing.read_bytes().decode().splitlines()[:-5]
+    lake.put_landing("order_products", EARLIER, ("\n".join(kept) + "\n").encode())
+    ingest_order_products(lake, EARLIER, max_bad_fraction=0.05)
+    lake.write_table("silver", shard_table("order_products", 0, shards), EARLIER, pa.table({"order_id": [1]}))
+    assert (
+        read_shard_lines(lake, END, 0, shards, ["order_id"]).num_rows
+        == _days(lake, "order_products", END, 0, shards, columns=["order_id"]).num_rows
+    )
+    refresh_shards(lake, END, shards)
+    sharded = pa.concat_tables(read_shard_lines(lake, END, k, shards, ["order_id", "product_id"]) for k in range(3))
+    bronze = lake.read_table("bronze", "order_products", up_to=END, columns=["order_id", "product_id"])
+    assert _sorted(sharded, "order_id", "product_id").equals(_sorted(bronze, "order_id", "product_id"))
