@@ -110,7 +110,7 @@ class ViewBaskets:
     view: ShardView
 
     def read(self, shard: int) -> Baskets:
-        history, _, _ = self.view.read(shard)
+        history, _, _ = self.view.read(shard, new_products=False)
         return Baskets.from_pairs(history.lines["order_id"].to_numpy(), history.lines["product_id"].to_numpy())
 
 

@@ -46,7 +46,7 @@ from basket_insights.recommender import (
     recommendations_table,
 )
 from basket_insights.shard_map import map_shards
-from basket_insights.splits import split_last_orders
+from basket_insights.splits import split_last_orders, split_off_last_orders
 from basket_insights.user_products import user_products
 from basket_insights.user_shards import shard_of, smallest_hash_users
 
@@ -70,14 +70,18 @@ class ShardView:
     def lake(self) -> Lake:
         return Lake(self.lake_url, self.conn_id)
 
-    def read(self, shard: int) -> tuple[History, pd.DataFrame | None, int]:
+    def read(self, shard: int, *, new_products: bool = True) -> tuple[History, pd.DataFrame | None, int]:
         """The shard's history as this view sees it; the new products of the last order held out
         (``user_id, product_id``: :func:`~basket_insights.splits.split_last_orders`; ``None`` when
-        nothing is); and the order lines read."""
+        nothing is, or when ``new_products`` is False: finding them sorts the shard's lines); and the
+        order lines read."""
         history = load_history(self.lake(), self.ds, shard=shard, shards=self.shards)
         lines, new = len(history.lines), None
-        for _ in range(self.held_out):
-            history, _, new = split_last_orders(history)
+        for held in range(self.held_out, 0, -1):
+            if held == 1 and new_products:
+                history, _, new = split_last_orders(history)
+            else:
+                history, _ = split_off_last_orders(history)
         return history, new, lines
 
     def segments_of(self, shard: int) -> pd.DataFrame:
@@ -99,7 +103,7 @@ def _count(view: ShardView, recent_orders: int, sample: int, shard: int) -> dict
 
 
 def _co_buyers(view: ShardView, n_products: int, products: np.ndarray, shard: int) -> dict:
-    history, _, lines = view.read(shard)
+    history, _, lines = view.read(shard, new_products=False)
     up = user_products(history, n_products=n_products)
     return {"gram": co_buyers(up, products), "rows": lines}
 
