@@ -38,6 +38,7 @@ from basket_insights.lake import Lake
 from basket_insights.recommend_shards import ShardView, SharedEvidence, shared_evidence
 from basket_insights.recommender import FittedRecommender, RecommenderSettings
 from basket_insights.rules import RuleSettings
+from basket_insights.shard_cache import kept_shards
 from basket_insights.shard_map import map_shards
 from basket_insights.user_shards import shard_of
 
@@ -80,23 +81,28 @@ def evaluate_from_shards(
     evaluation = evaluation or EvaluationSettings()
     started = time.monotonic()
     label = f"evaluate ds={ds}"
-    view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=1, segments=segments)
-    rules = rules_of_view(view, rule_settings, label=f"{label} rules", dask_address=dask_address)
-    shared = shared_evidence(
-        view,
-        fitted,
-        rules,
-        settings,
-        product_groups,
-        label=label,
-        dask_address=dask_address,
-        judged=evaluation.customers,
-    )
-    log.info(
-        "%s: %d rules, %d customers judged (%.1f s)", label, len(rules), len(shared.judged), time.monotonic() - started
-    )
-    work = partial(_judge, view, fitted, settings, shared)
-    judged = map_shards(work, shards, label=f"{label} (judged)", address=dask_address)
+    with kept_shards(dask_address) as cache:
+        view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=1, segments=segments, cache=cache)
+        rules = rules_of_view(view, rule_settings, label=f"{label} rules", dask_address=dask_address)
+        shared = shared_evidence(
+            view,
+            fitted,
+            rules,
+            settings,
+            product_groups,
+            label=label,
+            dask_address=dask_address,
+            judged=evaluation.customers,
+        )
+        log.info(
+            "%s: %d rules, %d customers judged (%.1f s)",
+            label,
+            len(rules),
+            len(shared.judged),
+            time.monotonic() - started,
+        )
+        work = partial(_judge, view, fitted, settings, shared)
+        judged = map_shards(work, shards, label=f"{label} (judged)", address=dask_address)
     scores = {}
     for method in judged[0]["scores"]:
         frame = pd.concat([d["scores"][method] for d in judged], ignore_index=True)

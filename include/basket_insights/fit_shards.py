@@ -40,6 +40,7 @@ from basket_insights.lake import Lake
 from basket_insights.recommend_shards import ShardView, SharedCounts, shared_co_buyers, shared_counts
 from basket_insights.recommender import FitSample, FittedRecommender, RecommenderSettings, fit_on_sample
 from basket_insights.rules import RuleSettings
+from basket_insights.shard_cache import kept_shards
 from basket_insights.shard_map import map_shards
 from basket_insights.splits import in_last_orders
 from basket_insights.user_shards import read_shard_lines, read_shard_orders, shard_of
@@ -111,19 +112,26 @@ def fit_from_shards(
     makes of the whole history, and the order lines read."""
     started = time.monotonic()
     label = f"fit_recommender ds={ds}"
-    view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=2, segments=segments)
-    rules = rules_of_view(view, rule_settings, label=f"{label} rules", dask_address=dask_address)
-    shared = shared_counts(
-        view, settings, product_groups, label=label, sample=settings.ranker.train_users, dask_address=dask_address
-    )
-    products, gram = shared_co_buyers(view, shared, settings.item_products, label=label, dask_address=dask_address)
-    log.info(
-        "%s: %d rules, %d customers sampled (%.1f s)", label, len(rules), len(shared.sample), time.monotonic() - started
-    )
-    work = partial(_sample_part, view, rules, shared, settings)
-    parts = map_shards(work, shards, label=f"{label} (sample)", address=dask_address)
-    labels = pd.concat([d["labels"] for d in parts], ignore_index=True)
-    labelled = sum(d["labelled"] for d in parts)
-    sample = FitSample(Evidence.concat([d["ev"] for d in parts]), labels, products, gram, shared.counts.users, labelled)
-    del parts
+    with kept_shards(dask_address) as cache:
+        view = ShardView(lake.url, lake.conn_id, ds, shards, held_out=2, segments=segments, cache=cache)
+        rules = rules_of_view(view, rule_settings, label=f"{label} rules", dask_address=dask_address)
+        shared = shared_counts(
+            view, settings, product_groups, label=label, sample=settings.ranker.train_users, dask_address=dask_address
+        )
+        products, gram = shared_co_buyers(view, shared, settings.item_products, label=label, dask_address=dask_address)
+        log.info(
+            "%s: %d rules, %d customers sampled (%.1f s)",
+            label,
+            len(rules),
+            len(shared.sample),
+            time.monotonic() - started,
+        )
+        work = partial(_sample_part, view, rules, shared, settings)
+        parts = map_shards(work, shards, label=f"{label} (sample)", address=dask_address)
+        labels = pd.concat([d["labels"] for d in parts], ignore_index=True)
+        labelled = sum(d["labelled"] for d in parts)
+        sample = FitSample(
+            Evidence.concat([d["ev"] for d in parts]), labels, products, gram, shared.counts.users, labelled
+        )
+        del parts
     return fit_on_sample(sample, settings), shared.lines

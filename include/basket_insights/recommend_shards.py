@@ -25,7 +25,7 @@ import logging
 import operator
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -45,6 +45,7 @@ from basket_insights.recommender import (
     recommend_customers,
     recommendations_table,
 )
+from basket_insights.shard_cache import ShardCache, kept_shards
 from basket_insights.shard_map import map_shards
 from basket_insights.splits import split_last_orders, split_off_last_orders
 from basket_insights.user_products import user_products
@@ -58,7 +59,8 @@ class ShardView:
     """What a shard's work reads, named by the lake's URL and connection id (a Dask worker opens the
     lake itself): a user shard's history ``<= ds`` without each customer's last ``held_out`` orders
     (0: whole; 1: the evaluation's view; 2: the fit's input, the order before the last its labels),
-    and the segments its evidence uses (``segments``: zone, table)."""
+    and the segments its evidence uses (``segments``: zone, table). ``cache``: where the step keeps
+    each shard's view between its passes (:mod:`basket_insights.shard_cache`)."""
 
     lake_url: str
     conn_id: str | None
@@ -66,6 +68,7 @@ class ShardView:
     shards: int
     held_out: int = 0
     segments: tuple[str, str] = ("gold", "customer_segments")
+    cache: ShardCache = field(default_factory=ShardCache)
 
     def lake(self) -> Lake:
         return Lake(self.lake_url, self.conn_id)
@@ -74,7 +77,12 @@ class ShardView:
         """The shard's history as this view sees it; the new products of the last order held out
         (``user_id, product_id``: :func:`~basket_insights.splits.split_last_orders`; ``None`` when
         nothing is, or when ``new_products`` is False: finding them sorts the shard's lines); and the
-        order lines read."""
+        order lines read. Kept in the view's cache, with the new products, after the first read."""
+        make = partial(self._split, shard, new_products or self.cache.folder is not None)
+        lines, new, read = self.cache.keep(f"view-{self.held_out}-shard-{shard}", make)
+        return History(lines), new if new_products else None, read
+
+    def _split(self, shard: int, new_products: bool) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
         history = load_history(self.lake(), self.ds, shard=shard, shards=self.shards)
         lines, new = len(history.lines), None
         for held in range(self.held_out, 0, -1):
@@ -82,7 +90,7 @@ class ShardView:
                 history, _, new = split_last_orders(history)
             else:
                 history, _ = split_off_last_orders(history)
-        return history, new, lines
+        return history.lines, new, lines
 
     def segments_of(self, shard: int) -> pd.DataFrame:
         """The shard's customers' ``user_id, segment_id, segment_name``."""
@@ -235,12 +243,13 @@ def recommend_from_shards(
     started = time.monotonic()
     index, tasks = task
     label = f"recommend ds={ds} shard {index + 1}/{tasks}"
-    view = ShardView(lake.url, lake.conn_id, ds, shards)
-    shared = shared_evidence(view, fitted, rules, settings, product_groups, label=label, dask_address=dask_address)
-    log.info("%s: evidence of %d customers shared (%.1f s)", label, shared.counts.users, time.monotonic() - started)
-    mine = [k for k in range(shards) if k % tasks == index]
-    work = partial(_recommend, view, table, fitted, settings, shared)
-    done = map_shards(work, shards, label=f"{label} (recommended)", address=dask_address, only=mine)
+    with kept_shards(dask_address) as cache:
+        view = ShardView(lake.url, lake.conn_id, ds, shards, cache=cache)
+        shared = shared_evidence(view, fitted, rules, settings, product_groups, label=label, dask_address=dask_address)
+        log.info("%s: evidence of %d customers shared (%.1f s)", label, shared.counts.users, time.monotonic() - started)
+        mine = [k for k in range(shards) if k % tasks == index]
+        work = partial(_recommend, view, table, fitted, settings, shared)
+        done = map_shards(work, shards, label=f"{label} (recommended)", address=dask_address, only=mine)
     rows = sum(d["rows"] for d in done)
     lake.commit_parts("silver", table, ds, [d["part"] for d in done], rows, RECOMMENDATIONS_SCHEMA, run_id=run_id)
     by_source: dict[str, int] = {}
