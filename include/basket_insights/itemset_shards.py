@@ -10,15 +10,18 @@ in the task's process or on Dask) and a sum:
 2. exact baskets per candidate and per candidate pair (an ``n × n`` matrix of the candidates);
 3. exact baskets per candidate triple of the frequent pairs (:class:`~basket_insights.rules.TriplePlan`).
 
-What meets in one process is the size of the catalog's frequent part, never of the customers. Each
-pass reads its shard again: one shard's baskets are all a process holds at a time.
+What meets in one process is the size of the catalog's frequent part, never of the customers. One
+shard's baskets are all a process holds at a time: the first pass reads them, and in the task's own
+process the later passes find them kept on local disk (:mod:`basket_insights.shard_cache`; on Dask
+each pass reads them again).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,6 +49,7 @@ from basket_insights.rules import (
     rules_table,
     support_threshold,
 )
+from basket_insights.shard_cache import ShardCache, kept_shards
 from basket_insights.shard_map import map_shards
 from basket_insights.user_shards import read_shard_lines, read_shard_orders
 
@@ -79,9 +83,26 @@ class ShardedBaskets:
     ds: str
     shards: int
     last_days: int
+    cache: ShardCache = field(default_factory=ShardCache)
 
     def read(self, shard: int) -> Baskets:
-        return shard_baskets(Lake(self.lake_url, self.conn_id), self.ds, shard, self.shards, self.last_days)
+        lake = Lake(self.lake_url, self.conn_id)
+        return kept_baskets(
+            self.cache,
+            f"baskets-shard-{shard}",
+            partial(shard_baskets, lake, self.ds, shard, self.shards, self.last_days),
+        )
+
+
+def kept_baskets(cache: ShardCache, key: str, make: Callable[[], Baskets]) -> Baskets:
+    """``make()``, kept in ``cache`` under ``key`` between the passes (:mod:`basket_insights.shard_cache`)."""
+
+    def as_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+        baskets = make()
+        return pd.DataFrame({"indptr": baskets.indptr}), pd.DataFrame({"items": baskets.items})
+
+    indptr, items = cache.keep(key, as_frames)
+    return Baskets(indptr["indptr"].to_numpy(), items["items"].to_numpy())
 
 
 def _occurrences(source: BasketSource, shard: int) -> dict:
@@ -110,6 +131,11 @@ class ViewBaskets:
     view: ShardView
 
     def read(self, shard: int) -> Baskets:
+        return kept_baskets(
+            self.view.cache, f"baskets-{self.view.held_out}-shard-{shard}", partial(self._baskets, shard)
+        )
+
+    def _baskets(self, shard: int) -> Baskets:
         history, _, _ = self.view.read(shard, new_products=False)
         return Baskets.from_pairs(history.lines["order_id"].to_numpy(), history.lines["product_id"].to_numpy())
 
@@ -138,8 +164,11 @@ def sharded_itemsets(
     """:func:`basket_insights.rules.frequent_itemsets` of the prior baskets ``<= ds`` (or of ``source``'s),
     counted over the user shards (see the module docstring); also the baskets and the order lines counted."""
     check_itemset_settings(settings.min_support, settings.max_len)
+    if source is None:
+        with kept_shards(dask_address) as cache:
+            source = ShardedBaskets(lake.url, lake.conn_id, ds, shards, settings.last_days, cache)
+            return sharded_itemsets(lake, ds, settings, shards, dask_address=dask_address, source=source, label=label)
     started = time.monotonic()
-    source = source or ShardedBaskets(lake.url, lake.conn_id, ds, shards, settings.last_days)
     label = label or f"mine_rules ds={ds}"
 
     def run(work, what: str) -> list[dict]:
