@@ -402,6 +402,24 @@ class Lake:
         self._ensure_dir(part)
         return self._commit_manifest(part, ds, list(parts), rows, schema, run_id, extra)
 
+    def copy_parts(self, zone: str, table: str, ds: str, to_zone: str, to_table: str) -> tuple[list[str], int]:
+        """Copy the files of the committed partition ``zone/table/ds`` into ``to_zone/to_table/ds`` without
+        committing them (:meth:`commit_parts` does) and without reading them: their new names and rows."""
+        manifest = self.manifest(zone, table, ds)
+        if manifest is None:
+            raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+        source, target = self._partition_key(zone, table, ds), self._partition_key(to_zone, to_table, ds)
+        self._ensure_dir(target)
+        names = []
+        for name in manifest.files:
+            stored = f"part-{uuid.uuid4().hex[:12]}.parquet"
+            try:
+                self.fs.copy(f"{source}/{name}", f"{target}/{stored}")
+            except Exception as exc:
+                raise LakeError(f"could not copy {self.display(f'{source}/{name}')}: {exc}") from exc
+            names.append(stored)
+        return names, manifest.rows
+
     def write_files(
         self,
         zone: str,

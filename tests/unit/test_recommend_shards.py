@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from basket_insights.config import load_settings
@@ -16,6 +17,7 @@ from basket_insights.recommend import (
     HELD_OUT_SEGMENTS,
     MODEL_TABLE,
     recommender_settings,
+    run_collect_recommendations,
     run_evaluate,
     run_fit_recommender,
     run_recommend,
@@ -55,6 +57,12 @@ def test_recommendations_from_shards_equal_the_whole_historys(fitted_lake, user_
     assert sum(d["users"] for d in done) == whole["users"]
     assert sum(d["rows_in"] for d in done) == whole["rows_in"]
     pd.testing.assert_frame_equal(_recommendations(lake, tasks), expected)
+    # gold: the tasks' files copied as they are, read in task order
+    parts = [lake.read_table("silver", shard_table(i, tasks), dates=[HISTORY_END]) for i in range(tasks)]
+    assert run_collect_recommendations(lake, HISTORY_END, tasks)["rows_out"] == len(expected)
+    assert lake.read_table("gold", "recommendations", dates=[HISTORY_END]).equals(pa.concat_tables(parts))
+    files = [lake.manifest("silver", shard_table(i, tasks), HISTORY_END).files for i in range(tasks)]
+    assert len(lake.manifest("gold", "recommendations", HISTORY_END).files) == sum(map(len, files)) == user_shards
 
 
 def test_recommendations_on_a_dask_cluster_equal_the_whole_historys(fitted_lake, dask_cluster) -> None:
