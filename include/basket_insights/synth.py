@@ -12,8 +12,10 @@ basket sizes with mean about 10 (median 8), reorder ratio about 0.59, days betwe
 with spikes at 7 and at the cap of 30 and empty for a user's first order, the day-of-week and
 hour-of-day shares of the real orders.
 
-All arrays are generated at once with numpy (no Python loop over users or orders), so the
-full Instacart scale (206,209 users, about 3.4M orders and 32M lines) takes about a minute.
+Users are simulated in chunks of up to :data:`CHUNK_USERS`, each chunk's arrays at once with numpy
+(no Python loop over users or orders): the full Instacart scale (206,209 users, 3.8M orders and 37M
+lines in a year) is one chunk and takes about a minute in 2.8 GB; five times that (1,031,045 users,
+183M lines) takes about five minutes in 6.3 GB, most of it the finished chunks waiting for the writer.
 """
 
 from __future__ import annotations
