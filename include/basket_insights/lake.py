@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -462,6 +463,7 @@ class Lake:
         dates: Iterable[str] | None = None,
         columns: list[str] | None = None,
         with_ds: bool = False,
+        where: pc.Expression | None = None,
     ) -> pa.Table:
         """Read committed partitions as one table.
 
@@ -475,6 +477,9 @@ class Lake:
             Columns to read (all when ``None``).
         with_ds:
             Add the partition date as a ``ds`` string column.
+        where:
+            Only the rows matching this expression (``pc.field("user_id").isin(users)``), filtered as
+            the files are scanned, so the rows left out are never all in memory.
 
         Raises
         ------
@@ -502,13 +507,13 @@ class Lake:
                 if self._is_local:
                     dataset = pads.dataset(files, filesystem=self.arrow_fs, format="parquet")
                     if not with_ds:
-                        return dataset.to_table(columns=columns)
+                        return dataset.to_table(columns=columns, filter=where)
                     pieces = [
-                        fragment.to_table(columns=columns, schema=dataset.schema)
+                        fragment.to_table(columns=columns, schema=dataset.schema, filter=where)
                         for fragment in dataset.get_fragments()
                     ]
                 else:
-                    pieces = self._read_remote_parquet(files, columns)
+                    pieces = self._read_remote_parquet(files, columns, where)
                 if with_ds:
                     pieces = [
                         piece.append_column("ds", pa.array([ds] * piece.num_rows, pa.string()))
@@ -522,7 +527,9 @@ class Lake:
                 time.sleep(0.2)
         raise AssertionError("unreachable")
 
-    def _read_remote_parquet(self, files: list[str], columns: list[str] | None) -> list[pa.Table]:
+    def _read_remote_parquet(
+        self, files: list[str], columns: list[str] | None, where: pc.Expression | None = None
+    ) -> list[pa.Table]:
         """One table per file of an object store, fetched a batch at a time with concurrent GETs.
 
         Arrow's reads through the fsspec wrapper make several small requests per file, one file
@@ -535,7 +542,7 @@ class Lake:
             for key, data in zip(batch, self._cat_keys(batch), strict=True):
                 if data is None:  # replaced by a concurrent re-run: read_table reads the manifests again
                     raise FileNotFoundError(f"{self.display(key)} is gone")
-                pieces.append(pq.read_table(pa.BufferReader(data), columns=columns))
+                pieces.append(pq.read_table(pa.BufferReader(data), columns=columns, filters=where))
         schema = pieces[0].schema
         return [piece if piece.schema.equals(schema) else _conform(piece, schema) for piece in pieces]
 

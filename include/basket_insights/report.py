@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
+from basket_insights.ingest import product_names
 from basket_insights.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -158,17 +160,20 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     def gold(table: str, columns: list[str] | None = None) -> pd.DataFrame:
         return lake.read_table("gold", table, dates=[ds], columns=columns).to_pandas()
 
-    recs = gold("recommendations", ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"])
+    # every customer's rows by id only: the names and reasons are read for the sampled customers alone
+    recs = gold("recommendations", ["user_id", "rank", "product_id", "source"])
     sources = (
         recs.groupby("source", observed=True)
         .agg(recommendations=("user_id", "size"), users=("user_id", "nunique"))
         .reset_index()
         .sort_values("recommendations", ascending=False)
     )
+    users_of_product = recs.groupby("product_id")["user_id"].nunique()
+    names = product_names(lake, ds).reindex(users_of_product.index)
     top_recommended = (
-        recs.groupby("product_name", observed=True)["user_id"]
-        .nunique()
-        .rename("users")
+        pd.DataFrame({"product_name": names.to_numpy(), "users": users_of_product.to_numpy()})
+        .groupby("product_name")["users"]
+        .sum()
         .sort_values(ascending=False, kind="stable")
         .head(15)
         .reset_index()
@@ -176,7 +181,10 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     # Sample: the first users (by id) whose top recommendation comes from a rule, else the first users.
     with_rules = recs.loc[(recs["rank"] == 1) & (recs["source"] == "rule"), "user_id"]
     users = np.sort(with_rules.unique())[:sample_users] if len(with_rules) else np.sort(recs["user_id"].unique())
-    sample = recs[recs["user_id"].isin(users[:sample_users]) & (recs["rank"] <= 5)].sort_values(["user_id", "rank"])
+    sampled = pc.field("user_id").isin(users[:sample_users].tolist()) & (pc.field("rank") <= 5)
+    columns = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
+    sample = lake.read_table("gold", "recommendations", dates=[ds], columns=columns, where=sampled).to_pandas()
+    sample = sample.sort_values(["user_id", "rank"])
 
     manifests = lake.manifests("bronze", "orders", up_to=ds)
     today = manifests.get(ds)
@@ -217,13 +225,12 @@ def _buy_again_inputs(lake: Lake, ds: str) -> dict[str, pd.DataFrame]:
     (empty frames for a date run before buy again existed)."""
     if lake.manifest("gold", "buy_again", ds) is None:
         return dict.fromkeys(("buy_again_history", "buy_again_importances", "sample_buy_again"), pd.DataFrame())
-    import pyarrow.compute as pc
-
-    predictions = lake.read_table("gold", "buy_again", dates=[ds])
+    predictions = lake.read_table("gold", "buy_again", dates=[ds], columns=["user_id", "rank"])
     # the first customer (by id) with at least three products in the set: a list worth reading
     ranks = predictions.filter(pc.equal(predictions["rank"], 3))["user_id"]
     users = ranks if len(ranks) else predictions["user_id"]
-    sample = predictions.filter(pc.equal(predictions["user_id"], pc.min(users))) if len(users) else predictions
+    first = pc.field("user_id") == pc.min(users) if len(users) else None
+    sample = lake.read_table("gold", "buy_again", dates=[ds], where=first)
     return {
         "buy_again_history": _history(
             lake, "buy_again_evaluation", ds, lake.partitions("gold", "buy_again_evaluation")
