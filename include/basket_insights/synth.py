@@ -14,8 +14,8 @@ hour-of-day shares of the real orders.
 
 Users are simulated in chunks of up to :data:`CHUNK_USERS`, each chunk's arrays at once with numpy
 (no Python loop over users or orders): the full Instacart scale (206,209 users, 3.8M orders and 37M
-lines in a year) is one chunk and takes about a minute in 2.8 GB; five times that (1,031,045 users,
-183M lines) takes about five minutes in 6.3 GB, most of it the finished chunks waiting for the writer.
+lines in a year) is one chunk and takes about a minute in 2.9 GB; five times that (1,031,045 users,
+183M lines) takes about five minutes in 6.5 GB, much of it the finished chunks waiting for the writer.
 """
 
 from __future__ import annotations
