@@ -22,7 +22,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -526,6 +526,25 @@ class Lake:
                     raise LakeError(f"could not read {zone}/{table} from {self.url}: {exc}") from exc
                 time.sleep(0.2)
         raise AssertionError("unreachable")
+
+    def scan_table(self, zone: str, table: str, ds: str, *, batch_rows: int = 200_000) -> Iterator[pa.Table]:
+        """The committed partition ``zone/table/ds`` as tables of up to ``batch_rows`` rows, in its files'
+        order, read a row group at a time: a reader of a large partition never holds it whole."""
+        manifest = self.manifest(zone, table, ds)
+        if manifest is None:
+            raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+        part = self._partition_key(zone, table, ds)
+        for name in manifest.files:
+            key = f"{part}/{name}"
+            if self._is_local:
+                source = pq.ParquetFile(key, filesystem=self.arrow_fs)
+            else:
+                data = self._cat_keys([key])[0]
+                if data is None:
+                    raise FileNotFoundError(f"{self.display(key)} is gone (replaced by a re-run)")
+                source = pq.ParquetFile(pa.BufferReader(data))
+            for batch in source.iter_batches(batch_size=batch_rows):
+                yield pa.Table.from_batches([batch])
 
     def _read_remote_parquet(
         self, files: list[str], columns: list[str] | None, where: pc.Expression | None = None

@@ -19,7 +19,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -359,8 +359,43 @@ def shape_for(table: pa.Table, name: str) -> pa.Table:
     return table.select(TABLES[name].column_names[1:])
 
 
+@dataclass(frozen=True)
+class Scanned:
+    """A published table read a piece at a time (:meth:`basket_insights.lake.Lake.scan_table`), never
+    whole: its rows, as its partition's manifest counts them, and its pieces in order."""
+
+    num_rows: int
+    pieces: Callable[[], Iterator[pa.Table]]
+
+    def read_all(self) -> pa.Table:
+        return pa.concat_tables(list(self.pieces()))
+
+
+#: The tables that grow with the customers: published a piece at a time.
+SCANNED = ("buy_again", "recommendations")
+
+
 def gold_tables(lake: Lake, ds: str) -> dict[str, pa.Table]:
-    """The day's gold partitions shaped as the published tables (without ``ds``; lists as JSON text)."""
+    """The day's gold partitions shaped as the published tables (without ``ds``; lists as JSON text),
+    every one whole."""
+    return {
+        name: table.read_all() if isinstance(table, Scanned) else table
+        for name, table in gold_sources(lake, ds).items()
+    }
+
+
+def gold_sources(lake: Lake, ds: str) -> dict[str, pa.Table | Scanned]:
+    """:func:`gold_tables`, with the tables of :data:`SCANNED` to be read a piece at a time."""
+
+    def scanned(name: str) -> Scanned:
+        manifest = lake.manifest("gold", name, ds)
+        if manifest is None:
+            raise FileNotFoundError(f"gold/{name}/ds={ds} is not committed in {lake.url}")
+
+        def pieces() -> Iterator[pa.Table]:
+            return (shape_for(piece, name) for piece in lake.scan_table("gold", name, ds))
+
+        return Scanned(manifest.rows, pieces)
 
     def gold(table: str) -> pa.Table:
         return lake.read_table("gold", table, dates=[ds])
@@ -385,12 +420,12 @@ def gold_tables(lake: Lake, ds: str) -> dict[str, pa.Table]:
         "evaluation": shape_for(gold("evaluation"), "evaluation"),
         **{
             # a date run before buy again existed publishes without it
-            name: shape_for(gold(name), name)
+            name: scanned(name) if name in SCANNED else shape_for(gold(name), name)
             for name in ("buy_again_evaluation", "buy_again")
             if lake.manifest("gold", name, ds)
         },
         # Last: the largest table, and the one a reader looks up first.
-        "recommendations": shape_for(gold("recommendations"), "recommendations"),
+        "recommendations": scanned("recommendations"),
     }
 
 
@@ -415,10 +450,13 @@ def _insert_sqlite(conn: sqlite3.Connection, spec: TableSpec, table: pa.Table, p
         progress(start + chunk.num_rows)
 
 
-def publish_tables(warehouse: Warehouse, ds: str, tables: dict[str, pa.Table], *, run_id: str = "") -> dict[str, int]:
+def publish_tables(
+    warehouse: Warehouse, ds: str, tables: Mapping[str, pa.Table | Scanned], *, run_id: str = ""
+) -> dict[str, int]:
     """Replace ``ds``'s rows of every table with ``tables`` in one transaction; return rows per table.
 
-    ``tables`` maps names of :data:`TABLES` to their columns without ``ds`` (which this adds).
+    ``tables`` maps names of :data:`TABLES` to their columns without ``ds`` (which this adds), whole or
+    :class:`Scanned` (loaded a piece at a time).
 
     Raises
     ------
@@ -446,18 +484,26 @@ def publish_tables(warehouse: Warehouse, ds: str, tables: dict[str, pa.Table], *
             placeholder = "%s" if warehouse.kind == "postgres" else "?"
             for name, table in tables.items():
                 spec = TABLES[name]
-                if table.column_names != spec.column_names[1:]:
-                    raise PublishError(f"{name} has columns {table.column_names}, expected {spec.column_names[1:]}")
-                table = table.add_column(0, "ds", pa.array([ds] * table.num_rows, pa.string()))
                 cursor.execute(f"DELETE FROM {spec.name} WHERE ds = {placeholder}", (ds,))
+                loaded = 0
+                for piece in table.pieces() if isinstance(table, Scanned) else [table]:
+                    if piece.column_names != spec.column_names[1:]:
+                        raise PublishError(f"{name} has columns {piece.column_names}, expected {spec.column_names[1:]}")
+                    piece = piece.add_column(0, "ds", pa.array([ds] * piece.num_rows, pa.string()))
 
-                def progress(done: int, name: str = name, total: int = table.num_rows) -> None:
-                    log.info("publish ds=%s: %s %d/%d rows (%.1f s)", ds, name, done, total, time.monotonic() - started)
+                    def progress(
+                        done: int, name: str = name, before: int = loaded, total: int = table.num_rows
+                    ) -> None:
+                        seconds = time.monotonic() - started
+                        log.info("publish ds=%s: %s %d/%d rows (%.1f s)", ds, name, before + done, total, seconds)
 
-                if warehouse.kind == "postgres":
-                    _copy(cursor, spec, table, progress)
-                else:
-                    _insert_sqlite(conn, spec, table, progress)
+                    if warehouse.kind == "postgres":
+                        _copy(cursor, spec, piece, progress)
+                    else:
+                        _insert_sqlite(conn, spec, piece, progress)
+                    loaded += piece.num_rows
+                if loaded != table.num_rows:
+                    raise PublishError(f"{name}: {loaded} rows read, its partition's manifest counts {table.num_rows}")
             cursor.execute(f"DELETE FROM {PUBLISHED.name} WHERE ds = {placeholder}", (ds,))
             cursor.execute(
                 f"INSERT INTO {PUBLISHED.name} VALUES ({', '.join([placeholder] * 4)})",
@@ -472,11 +518,12 @@ def publish_tables(warehouse: Warehouse, ds: str, tables: dict[str, pa.Table], *
 
 
 def run_publish(lake: Lake, warehouse: Warehouse, ds: str, *, run_id: str = "") -> dict:
-    """Read the day's gold tables from the lake and publish them (see :func:`publish_tables`)."""
+    """Read the day's gold tables from the lake and publish them (see :func:`publish_tables`); the
+    tables that grow with the customers are read a piece at a time as they are loaded."""
     started = time.monotonic()
-    tables = gold_tables(lake, ds)
-    log.info("publish ds=%s: gold tables read %s (%.1f s)", ds, {k: v.num_rows for k, v in tables.items()},
-             time.monotonic() - started)  # fmt: skip
+    tables = gold_sources(lake, ds)
+    rows = {k: v.num_rows for k, v in tables.items()}
+    log.info("publish ds=%s: gold tables to load %s (%.1f s)", ds, rows, time.monotonic() - started)
     counts = publish_tables(warehouse, ds, tables, run_id=run_id)
     total = sum(counts.values())
     return {"rows_in": total, "rows_out": total, "database": str(warehouse), "rows": counts,

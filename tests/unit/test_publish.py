@@ -12,7 +12,9 @@ import pytest
 from basket_insights.publish import (
     TABLES,
     PublishError,
+    Scanned,
     Warehouse,
+    gold_sources,
     gold_tables,
     publish_tables,
     published_dates,
@@ -170,3 +172,24 @@ def test_the_benchmark_unpublishes_the_date_it_runs_again_and_nothing_else(gold_
     assert [d["ds"] for d in published_dates(warehouse)] == [other]
     _unpublish_date(tmp_path / "absent.sqlite", again)  # no warehouse yet: nothing to do
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_the_largest_tables_are_loaded_a_piece_at_a_time(gold_lake, tmp_path: Path) -> None:
+    """Recommendations and buy again grow with the customers: published from the lake a row group at a
+    time, the rows the same as the whole table's, and a piece short of the manifest's count refused."""
+    ds = GOLD_DATES[-1]
+    whole = gold_lake.read_table("gold", "recommendations", dates=[ds])
+    pieces = list(gold_lake.scan_table("gold", "recommendations", ds, batch_rows=100))
+    assert len(pieces) > 1 and max(p.num_rows for p in pieces) <= 100
+    assert pa.concat_tables(pieces).equals(whole)
+
+    scanned, warehouse = Warehouse.sqlite(tmp_path / "pieces.sqlite"), Warehouse.sqlite(tmp_path / "whole.sqlite")
+    run_publish(gold_lake, scanned, ds)
+    publish_tables(warehouse, ds, gold_tables(gold_lake, ds))
+    query = "SELECT * FROM recommendations ORDER BY user_id, rank"
+    assert scanned.query(query) == warehouse.query(query)
+
+    short = gold_sources(gold_lake, ds)["recommendations"]
+    with pytest.raises(PublishError, match="manifest counts"):
+        publish_tables(scanned, ds, {"recommendations": Scanned(short.num_rows + 1, short.pieces)})
+    assert len(scanned.query(query)) == whole.num_rows  # rolled back
