@@ -176,7 +176,7 @@ def compact_shard(lake: Lake, table: str, ds: str, shard: int, shards: int, *, r
     already there; whether it was written.
 
     It is the latest earlier history file that still holds the daily files it names, and the days
-    after it (or every day, when there is none). Of the earlier history files only that one is kept
+    after it (or every day, when there is none). Of the earlier history files only the latest is kept
     (a re-run of ``ds`` starts from it again); those of later dates are left as they are.
     """
     daily = shard_table(table, shard, shards)
