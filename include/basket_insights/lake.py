@@ -270,6 +270,13 @@ class Lake:
         except Exception as exc:
             raise LakeError(f"could not read {self.display(key)}: {exc}") from exc
 
+    def committed(self, zone: str, table: str, ds: str) -> Manifest:
+        """The manifest of a committed partition; :class:`FileNotFoundError` when it is not committed."""
+        manifest = self.manifest(zone, table, ds)
+        if manifest is None:
+            raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+        return manifest
+
     def manifests(
         self, zone: str, table: str, *, up_to: str | None = None, dates: Iterable[str] | None = None
     ) -> dict[str, Manifest]:
@@ -406,9 +413,7 @@ class Lake:
     def copy_parts(self, zone: str, table: str, ds: str, to_zone: str, to_table: str) -> tuple[list[str], int]:
         """Copy the files of the committed partition ``zone/table/ds`` into ``to_zone/to_table/ds`` without
         committing them (:meth:`commit_parts` does) and without reading them: their new names and rows."""
-        manifest = self.manifest(zone, table, ds)
-        if manifest is None:
-            raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+        manifest = self.committed(zone, table, ds)
         source, target = self._partition_key(zone, table, ds), self._partition_key(to_zone, to_table, ds)
         self._ensure_dir(target)
         names = []
@@ -530,9 +535,7 @@ class Lake:
     def scan_table(self, zone: str, table: str, ds: str, *, batch_rows: int = 200_000) -> Iterator[pa.Table]:
         """The committed partition ``zone/table/ds`` as tables of up to ``batch_rows`` rows, in its files'
         order, read a row group at a time: a reader of a large partition never holds it whole."""
-        manifest = self.manifest(zone, table, ds)
-        if manifest is None:
-            raise FileNotFoundError(f"{zone}/{table}/ds={ds} is not committed in {self.url}")
+        manifest = self.committed(zone, table, ds)
         part = self._partition_key(zone, table, ds)
         for name in manifest.files:
             key = f"{part}/{name}"

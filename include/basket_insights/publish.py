@@ -388,9 +388,7 @@ def gold_sources(lake: Lake, ds: str) -> dict[str, pa.Table | Scanned]:
     """:func:`gold_tables`, with the tables of :data:`SCANNED` to be read a piece at a time."""
 
     def scanned(name: str) -> Scanned:
-        manifest = lake.manifest("gold", name, ds)
-        if manifest is None:
-            raise FileNotFoundError(f"gold/{name}/ds={ds} is not committed in {lake.url}")
+        manifest = lake.committed("gold", name, ds)
 
         def pieces() -> Iterator[pa.Table]:
             return (shape_for(piece, name) for piece in lake.scan_table("gold", name, ds))
