@@ -78,7 +78,7 @@ class ShardView:
         (``user_id, product_id``: :func:`~basket_insights.splits.split_last_orders`; ``None`` when
         nothing is, or when ``new_products`` is False: finding them sorts the shard's lines); and the
         order lines read. Kept in the view's cache, with the new products, after the first read."""
-        make = partial(self._split, shard, new_products or self.cache.folder is not None)
+        make = partial(self._split, shard, new_products or self.cache.keeps)
         lines, new, read = self.cache.keep(f"view-{self.held_out}-shard-{shard}", make)
         return History(lines), new if new_products else None, read
 

@@ -7,8 +7,10 @@ holds one shard's history at a time (bounded memory, no cluster). With the addre
 shards are submitted to it and run on its workers, which read and write the lake through the same
 :class:`~basket_insights.lake.Lake` code as the task (so ``work`` must be picklable: a module-level
 function, or a ``functools.partial`` of one, given the lake's URL and connection id rather than a
-``Lake``). Dask computes a shard again on another worker when the worker running it dies; an error
-inside ``work`` fails the step, and Airflow retries the task.
+``Lake``). Every pass sends shard ``k`` to the same worker, the ``k % n``-th by address, where the
+step keeps what it read (:mod:`basket_insights.shard_cache`). Dask computes a shard again on another
+worker when the worker running it dies; an error inside ``work`` fails the step, and Airflow retries
+the task.
 
 Each shard's ``work`` returns a small ``dict`` (what it wrote, never the rows themselves); ``rows``
 in it, when present, is logged with the progress: ``features: 3/8 shards done (25,771 rows, 4.2 s)``.
@@ -90,11 +92,21 @@ def _map_on_dask(
         ) from exc
     with client:
         log.info("%s: %d shards submitted to the Dask scheduler at %s", progress.label, len(shards), address)
-        # pure=False: a re-run of the step computes again (the lake may have changed), never reuses
-        futures = client.map(work, shards, pure=False)
+        workers = sorted(client.scheduler_info()["workers"])
+        # Shard k to the same worker in every pass, where the step keeps it (basket_insights.shard_cache);
+        # loosely, so that Dask runs it elsewhere when that worker is gone. pure=False: a re-run of the
+        # step computes again (the lake may have changed), never reuses.
+        futures = [client.submit(work, shard, pure=False, **_placement(shard, workers)) for shard in shards]
         shard_of = {future.key: shard for shard, future in zip(shards, futures, strict=True)}
         results: dict[int, dict] = {}
         for future, result in as_completed(futures, loop=client.loop, with_results=True):
             results[shard_of[future.key]] = result
             progress.done(result)
     return [results[shard] for shard in shards]
+
+
+def _placement(shard: int, workers: list[str]) -> dict:
+    """Where shard ``shard`` should run: the ``shard % n``-th worker, or anywhere when none is up yet."""
+    if not workers:
+        return {}
+    return {"workers": [workers[shard % len(workers)]], "allow_other_workers": True}

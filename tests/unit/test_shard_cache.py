@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from basket_insights.shard_cache import ShardCache, kept_shards
+from basket_insights.shard_map import map_shards
 
 
 def test_a_kept_shard_comes_back_the_same_and_is_made_once() -> None:
@@ -31,13 +36,44 @@ def test_a_kept_shard_comes_back_the_same_and_is_made_once() -> None:
     assert again[1:] == (None, 42) and first[1:] == other[1:] == (None, 42)
 
 
-def test_on_dask_nothing_is_kept() -> None:
+def _keep_on_worker(cache: ShardCache, shard: int) -> dict:
+    """Keep shard ``shard``'s entry on the worker running it; say where it ran and whether it was made."""
+    from distributed import get_worker
+
     made = []
-    with kept_shards("tcp://scheduler:8786") as cache:
-        assert cache == ShardCache()
-        for _ in range(2):
-            cache.keep("view-0-shard-0", lambda: made.append(1) or (pd.DataFrame({"a": [1]}),))
-    assert len(made) == 2
+    kept = cache.keep(f"view-0-shard-{shard}", lambda: made.append(1) or (pd.DataFrame({"shard": [shard]}),))
+    worker = get_worker()
+    return {
+        "worker": worker.address,
+        "made": bool(made),
+        "value": int(kept[0]["shard"].iloc[0]),
+        "folder": str(Path(worker.local_directory) / cache.worker_folder),
+    }
+
+
+def test_on_dask_every_pass_finds_its_shard_kept_on_the_worker_that_ran_it(dask_cluster) -> None:
+    address, shards = dask_cluster.scheduler_address, 6
+    with kept_shards(address) as cache:
+        work = partial(_keep_on_worker, cache)
+        first = map_shards(work, shards, label="first pass", address=address)
+        second = map_shards(work, shards, label="second pass", address=address)
+        folders = {done["folder"] for done in first}
+        assert all(os.path.isdir(folder) for folder in folders)
+    assert [done["value"] for done in second] == list(range(shards))
+    assert len({done["worker"] for done in first}) == 2  # the shards are spread over both workers
+    assert all(done["made"] for done in first)
+    # each shard ran where its first pass ran, and found its entry there
+    assert [(done["worker"], done["made"]) for done in second] == [(done["worker"], False) for done in first]
+    assert not any(os.path.exists(folder) for folder in folders)  # removed from the workers with the step
+
+
+def test_outside_a_dask_worker_a_workers_cache_keeps_nothing() -> None:
+    made = []
+    cache = ShardCache(worker_folder="basket-shards-test")
+    assert cache.keeps
+    for _ in range(2):
+        cache.keep("view-0-shard-0", lambda: made.append(1) or (pd.DataFrame({"a": [1]}),))
+    assert len(made) == 2 and not ShardCache().keeps
 
 
 def test_the_folder_goes_with_the_step() -> None:
@@ -45,6 +81,4 @@ def test_the_folder_goes_with_the_step() -> None:
         cache.keep("view-0-shard-0", lambda: (pd.DataFrame({"a": [1, 2]}),))
         folder = cache.folder
         assert folder is not None
-    import os
-
     assert not os.path.exists(folder)
