@@ -14,11 +14,18 @@ the shards' orders, then their lines, shard by shard; the last lines partition w
 which bronze files it came from, so a pass killed half-way is simply done again by the next run.
 
 A step reads its shard's history several times (once per pass), and a year is hundreds of small
-daily files: so :func:`refresh_shards` also keeps each shard's whole history ``<= ds`` in one file,
-``silver/orders.shard-K-of-N.history/ds=D/`` (with the date as a ``ds`` column) and
-``silver/order_products.shard-K-of-N.history/ds=D/``, built from the previous date's file and the
-new days (:func:`compact_shard`). Its manifest records which daily files it holds, so a reader uses
-it only while they are still the daily partitions ``<= ds``, and reads the days otherwise.
+daily files: so :func:`refresh_shards` also keeps each shard's history in two files a date
+(:func:`compact_shard`), so that a daily run rewrites about a month of it, not all of it:
+
+- ``silver/orders.shard-K-of-N.history/ds=B/``: every day ``<= B``, where ``B`` is the last date of a
+  month (the last daily partition before the next month's first day), grown from the previous
+  month's file once a month;
+- ``silver/orders.shard-K-of-N.recent/ds=D/``: the days after that month-end file up to ``D``,
+  rewritten daily from those days' files;
+
+and the same for ``order_products`` (the orders' files have the date as a ``ds`` column). Each
+file's manifest records which daily files it holds, so a reader uses the pair only while they are
+still the daily partitions ``<= ds``, and reads the days otherwise.
 
 :func:`read_shard_orders` and :func:`read_shard_lines` read one shard's history ``<= ds``.
 """
@@ -29,7 +36,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -52,9 +59,15 @@ def shard_table(table: str, shard: int, shards: int) -> str:
 
 
 def history_table(table: str, shard: int, shards: int) -> str:
-    """The silver table of one shard's whole history of ``table`` as of each date, in one file:
-    ``order_products.shard-3-of-8.history``."""
+    """The silver table of one shard's whole history of ``table`` as of the end of a month, in one
+    file: ``order_products.shard-3-of-8.history``."""
     return f"{shard_table(table, shard, shards)}.history"
+
+
+def recent_table(table: str, shard: int, shards: int) -> str:
+    """The silver table of one shard's days of ``table`` after the last month-end history file, as of
+    each date: ``order_products.shard-3-of-8.recent``."""
+    return f"{shard_table(table, shard, shards)}.recent"
 
 
 def user_hash(user_ids: np.ndarray) -> np.ndarray:
@@ -155,7 +168,9 @@ def refresh_shards(lake: Lake, ds: str, shards: int, *, run_id: str = "") -> dic
     for k in range(shards):
         written += sum(compact_shard(lake, table, ds, k, shards, run_id=run_id) for table in SHARDED)
     seconds = time.monotonic() - started
-    log.info("user shards: histories <= %s in one file each (%d rewritten, %.1f s)", ds, written, seconds)
+    log.info(
+        "user shards: histories <= %s in a month-end and a recent file each (%d written, %.1f s)", ds, written, seconds
+    )
     return {
         "shards": shards,
         "dates_split": len(dates),
@@ -165,40 +180,83 @@ def refresh_shards(lake: Lake, ds: str, shards: int, *, run_id: str = "") -> dic
     }
 
 
-def _daily_parts(parts: Mapping[str, Manifest], up_to: str) -> str:
-    """A digest of which daily partition files ``<= up_to`` there are: what a history file holds."""
-    listing = [[day, manifest.files] for day, manifest in sorted(parts.items()) if day <= up_to]
+def _daily_parts(parts: Mapping[str, Manifest], up_to: str, after: str | None = None) -> str:
+    """A digest of which daily partition files there are ``<= up_to`` (and ``> after``): what a history
+    file holds."""
+    listing = [
+        [day, manifest.files]
+        for day, manifest in sorted(parts.items())
+        if day <= up_to and (after is None or day > after)
+    ]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
-def compact_shard(lake: Lake, table: str, ds: str, shard: int, shards: int, *, run_id: str = "") -> bool:
-    """Write one shard's history of ``table`` ``<= ds`` as one file (:func:`history_table`), unless it is
-    already there; whether it was written.
+def month_end_before(days: Iterable[str], ds: str) -> str | None:
+    """The last of ``days`` before the first day of ``ds``'s month: the date of the history file that
+    a read ``<= ds`` starts from (``None``: every day is in ``ds``'s month)."""
+    month_start = f"{check_ds(ds)[:8]}01"
+    return max((day for day in days if day < month_start), default=None)
 
-    It is the latest earlier history file that still holds the daily files it names, and the days
-    after it (or every day, when there is none). Of the earlier history files only the latest is kept
-    (a re-run of ``ds`` starts from it again); those of later dates are left as they are.
+
+def compact_shard(lake: Lake, table: str, ds: str, shard: int, shards: int, *, run_id: str = "") -> int:
+    """Keep one shard's history of ``table`` ``<= ds`` in two files: the month-end file of the month
+    before ``ds``'s (:func:`history_table`) and the days after it (:func:`recent_table`); how many of
+    the two it wrote (none when both are in place).
+
+    The month-end file is grown from the latest earlier month-end file that still holds the daily
+    files it names, and the days after it (every day, when there is none). Of the earlier files of
+    each table only the latest is kept (a re-run of an earlier date starts from it); those of later
+    dates are left as they are.
     """
     daily = shard_table(table, shard, shards)
     parts = lake.manifests("silver", daily, up_to=ds)
     if not parts:
-        return False
+        return 0
+    month_end = month_end_before(parts, ds)
+    written = 0
+    if month_end is not None:
+        written += _write_month_end(lake, table, month_end, shard, shards, parts, run_id)
+    recent = recent_table(table, shard, shards)
+    kept = lake.manifests("silver", recent, up_to=ds)
+    holds = {"month_end": month_end, "daily_parts": _daily_parts(parts, ds, after=month_end)}
+    if not _holds(kept.get(ds), **holds):
+        # no day of ds's month yet: an empty file of the table's columns (those of the month end)
+        days = [day for day in parts if month_end is None or day > month_end] or [month_end]
+        data = lake.read_table("silver", daily, dates=days, with_ds=table == "orders")
+        if days == [month_end]:
+            data = data.slice(0, 0)
+        lake.write_table("silver", recent, ds, data, run_id=run_id, extra=holds)
+        written += 1
+    for day in sorted((day for day in kept if day < ds), reverse=True)[1:]:
+        lake.delete_partition("silver", recent, day)
+    return written
+
+
+def _write_month_end(
+    lake: Lake, table: str, month_end: str, shard: int, shards: int, parts: Mapping[str, Manifest], run_id: str
+) -> int:
+    """Write the shard's history file of every day ``<= month_end`` unless it is in place; 1 if written."""
     history = history_table(table, shard, shards)
-    kept = lake.manifests("silver", history)
-    current = kept.get(ds)
-    if current is not None and current.extra.get("daily_parts") == _daily_parts(parts, ds):
-        return False
-    earlier = sorted((day for day in kept if day < ds), reverse=True)
-    base = next((day for day in earlier if kept[day].extra.get("daily_parts") == _daily_parts(parts, day)), None)
+    kept = lake.manifests("silver", history, up_to=month_end)
+    if _holds(kept.get(month_end), daily_parts=_daily_parts(parts, month_end)):
+        return 0
+    earlier = sorted((day for day in kept if day < month_end), reverse=True)
+    base = next((day for day in earlier if _holds(kept[day], daily_parts=_daily_parts(parts, day))), None)
     pieces = [lake.read_table("silver", history, dates=[base])] if base else []
-    days = [day for day in parts if base is None or day > base]
+    days = [day for day in parts if day <= month_end and (base is None or day > base)]
     if days:
+        daily = shard_table(table, shard, shards)
         pieces.append(lake.read_table("silver", daily, dates=days, with_ds=table == "orders"))
-    data = pa.concat_tables(pieces)
-    lake.write_table("silver", history, ds, data, run_id=run_id, extra={"daily_parts": _daily_parts(parts, ds)})
+    holds = {"daily_parts": _daily_parts(parts, month_end)}
+    lake.write_table("silver", history, month_end, pa.concat_tables(pieces), run_id=run_id, extra=holds)
     for day in earlier[1:]:
         lake.delete_partition("silver", history, day)
-    return True
+    return 1
+
+
+def _holds(manifest: Manifest | None, **expected: str | None) -> bool:
+    """Whether a history file is committed and its manifest names what ``expected`` says it must hold."""
+    return manifest is not None and all(manifest.extra.get(key) == value for key, value in expected.items())
 
 
 def read_shard_orders(
@@ -216,15 +274,24 @@ def read_shard_lines(lake: Lake, ds: str, shard: int, shards: int, columns: list
 def _read_shard(
     lake: Lake, table: str, ds: str, shard: int, shards: int, columns: list[str], with_ds: bool
 ) -> pa.Table:
-    """The shard's history file of ``ds`` when it holds the daily partitions ``<= ds``, else those days."""
+    """The shard's month-end and recent files of ``ds`` when they hold the daily partitions ``<= ds``,
+    else those days."""
     daily = shard_table(table, shard, shards)
-    history = history_table(table, shard, shards)
-    compacted = lake.manifest("silver", history, ds)
-    if compacted is not None:
-        parts = lake.manifests("silver", daily, up_to=ds)
-        if compacted.extra.get("daily_parts") == _daily_parts(parts, ds):
-            try:
-                return lake.read_table("silver", history, dates=[ds], columns=[*columns, *(["ds"] if with_ds else [])])
-            except FileNotFoundError:
-                pass  # removed meanwhile by a run of a later date: the days hold the same rows
+    parts = lake.manifests("silver", daily, up_to=ds)
+    month_end = month_end_before(parts, ds)
+    recent, history = recent_table(table, shard, shards), history_table(table, shard, shards)
+    recent_holds = _holds(
+        lake.manifest("silver", recent, ds), month_end=month_end, daily_parts=_daily_parts(parts, ds, after=month_end)
+    )
+    month_end_holds = month_end is None or _holds(
+        lake.manifest("silver", history, month_end), daily_parts=_daily_parts(parts, month_end)
+    )
+    if recent_holds and month_end_holds:
+        read = [*columns, *(["ds"] if with_ds else [])]
+        try:
+            pieces = [lake.read_table("silver", history, dates=[month_end], columns=read)] if month_end else []
+            pieces.append(lake.read_table("silver", recent, dates=[ds], columns=read))
+            return pa.concat_tables(pieces)
+        except FileNotFoundError:
+            pass  # removed meanwhile by a run of a later date: the days hold the same rows
     return lake.read_table("silver", daily, up_to=ds, columns=columns, with_ds=with_ds)

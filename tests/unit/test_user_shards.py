@@ -20,6 +20,7 @@ from basket_insights.user_shards import (
     history_table,
     read_shard_lines,
     read_shard_orders,
+    recent_table,
     refresh_shards,
     shard_of,
     shard_table,
@@ -202,6 +203,7 @@ def test_a_rerun_of_an_earlier_date_changes_nothing_of_later_dates(history_lake:
             "user_features",
             *(shard_table(t, k, shards) for t in ("orders", "order_products") for k in range(3)),
             *(history_table(t, k, shards) for t in ("orders", "order_products") for k in range(3)),
+            *(recent_table(t, k, shards) for t in ("orders", "order_products") for k in range(3)),
         )
     }
     # the earlier date re-ingested and re-run (a backfill), after the later date ran
@@ -217,38 +219,60 @@ def _days(lake: Lake, table: str, ds: str, shard: int, shards: int, **read) -> p
     return lake.read_table("silver", shard_table(table, shard, shards), up_to=ds, **read)
 
 
-def test_each_shard_history_is_one_file_that_holds_exactly_its_days(history_lake: Lake) -> None:
-    """A step reads its shard's history in every pass: from one file per shard and date, never from
-    a file that no longer holds the daily partitions (a corrected day, a lost refresh)."""
-    lake, shards = history_lake, 3
-    dates = lake.partitions("bronze", "orders", up_to=END)
-    first, second = dates[-3], dates[-2]
-    for day in (first, second, END):  # daily runs: each history file grows from the previous one
-        assert refresh_shards(lake, day, shards)["histories_written"] == 2 * shards
-    assert refresh_shards(lake, END, shards)["histories_written"] == 0  # a re-run finds them in place
-    columns = ["order_id", "user_id", "order_number"]
-    for k in range(shards):
-        orders = read_shard_orders(lake, END, k, shards, columns, with_ds=True)
-        assert orders.equals(_days(lake, "orders", END, k, shards, columns=columns, with_ds=True))
-        lines = read_shard_lines(lake, END, k, shards, ["order_id", "product_id", "user_id"])
-        assert lines.equals(
-            _days(lake, "order_products", END, k, shards, columns=["order_id", "product_id", "user_id"])
-        )
-        history = history_table("order_products", k, shards)
-        assert len(lake.manifest("silver", history, END).files) == 1
-        assert lake.partitions("silver", history) == [second, END]  # the one a re-run of END starts from, kept
+@pytest.fixture(scope="module")
+def month_lake(tmp_path_factory) -> Lake:
+    """120 generated customers over the 20 days up to 2026-04-08 (a month's end inside), ingested."""
+    from basket_insights.ingest import ingest_catalog, ingest_orders
+    from basket_insights.synth import generate
 
-    # a corrected drop of an earlier date: until the shards are refreshed the history files are not used
-    landing = lake.landing_file("order_products", EARLIER)
+    lake = Lake((tmp_path_factory.mktemp("month") / "lake").as_uri())
+    generate(lake, users=120, days=20, end_date="2026-04-08", seed=6)
+    for ingest in (ingest_catalog, ingest_orders, ingest_order_products):
+        ingest(lake, "2026-04-08", max_bad_fraction=0.05)
+    return lake
+
+
+def test_each_shard_history_is_a_month_end_file_and_the_days_after_it(month_lake: Lake) -> None:
+    """A step reads its shard's history in every pass: from two files per shard and date (the month
+    before's end, the month's days), never from files that no longer hold the daily partitions (a
+    corrected day, a lost refresh); a daily run rewrites the month's days, not the whole history."""
+    lake, shards, end, month_end = month_lake, 3, "2026-04-08", "2026-03-31"
+    first, second = "2026-04-06", "2026-04-07"
+    assert refresh_shards(lake, first, shards)["histories_written"] == 2 * 2 * shards  # month end and days
+    for day in (second, end):  # daily runs: the month end is in place, the month's days rewritten
+        assert refresh_shards(lake, day, shards)["histories_written"] == 2 * shards
+    assert refresh_shards(lake, end, shards)["histories_written"] == 0  # a re-run finds them in place
+    columns = ["order_id", "user_id", "order_number"]
+    for ds in (end, month_end):  # on the month end itself every day is in its month
+        for k in range(shards):
+            orders = read_shard_orders(lake, ds, k, shards, columns, with_ds=True)
+            assert orders.equals(_days(lake, "orders", ds, k, shards, columns=columns, with_ds=True))
+            lines = read_shard_lines(lake, ds, k, shards, ["order_id", "product_id", "user_id"])
+            assert lines.equals(
+                _days(lake, "order_products", ds, k, shards, columns=["order_id", "product_id", "user_id"])
+            )
+    for k in range(shards):
+        history, recent = history_table("order_products", k, shards), recent_table("order_products", k, shards)
+        assert lake.partitions("silver", history) == [month_end]
+        assert len(lake.manifest("silver", history, month_end).files) == 1
+        assert lake.partitions("silver", recent) == [second, end]  # the one a re-run of the day before reads, kept
+        days_after = lake.read_table("silver", recent, dates=[end]).num_rows
+        assert days_after == _days(lake, "order_products", end, k, shards).num_rows - (
+            _days(lake, "order_products", month_end, k, shards).num_rows
+        )
+
+    # a corrected drop of a day of the month before: until the shards are refreshed the files are not used
+    day = "2026-03-25"
+    landing = lake.landing_file("order_products", day)
     kept = landing.read_bytes().decode().splitlines()[:-5]
-    lake.put_landing("order_products", EARLIER, ("\n".join(kept) + "\n").encode())
-    ingest_order_products(lake, EARLIER, max_bad_fraction=0.05)
-    lake.write_table("silver", shard_table("order_products", 0, shards), EARLIER, pa.table({"order_id": [1]}))
+    lake.put_landing("order_products", day, ("\n".join(kept) + "\n").encode())
+    ingest_order_products(lake, day, max_bad_fraction=0.05)
+    lake.write_table("silver", shard_table("order_products", 0, shards), day, pa.table({"order_id": [1]}))
     assert (
-        read_shard_lines(lake, END, 0, shards, ["order_id"]).num_rows
-        == _days(lake, "order_products", END, 0, shards, columns=["order_id"]).num_rows
+        read_shard_lines(lake, end, 0, shards, ["order_id"]).num_rows
+        == _days(lake, "order_products", end, 0, shards, columns=["order_id"]).num_rows
     )
-    refresh_shards(lake, END, shards)
-    sharded = pa.concat_tables(read_shard_lines(lake, END, k, shards, ["order_id", "product_id"]) for k in range(3))
-    bronze = lake.read_table("bronze", "order_products", up_to=END, columns=["order_id", "product_id"])
+    assert refresh_shards(lake, end, shards)["histories_written"] >= 2  # the month end of the corrected lines again
+    sharded = pa.concat_tables(read_shard_lines(lake, end, k, shards, ["order_id", "product_id"]) for k in range(3))
+    bronze = lake.read_table("bronze", "order_products", up_to=end, columns=["order_id", "product_id"])
     assert _sorted(sharded, "order_id", "product_id").equals(_sorted(bronze, "order_id", "product_id"))
