@@ -38,6 +38,8 @@ MANIFEST = "_SUCCESS"
 #: Files of an object store fetched at once by ``read_table`` (a year of order lines is ~365 files
 #: of ~0.3 MB): enough to keep the requests concurrent, few enough to bound the bytes held.
 REMOTE_READ_BATCH = 128
+#: Rows decoded at a time where a read streams a file (:meth:`Lake.scan_table`, filtered reads).
+READ_BATCH_ROWS = 200_000
 ZONES = ("landing", "bronze", "silver", "gold", "quarantine", "validation", "_truth")
 _DS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -117,6 +119,15 @@ def _conform(piece: pa.Table, schema: pa.Schema) -> pa.Table:
         for field in schema
     ]
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
+
+
+def _filtered(source: pq.ParquetFile, columns: list[str] | None, where: pc.Expression) -> pa.Table:
+    """The rows of one parquet file matching ``where``, decoded a batch at a time: a row group decoded
+    whole (as a filtered dataset read does) holds all its rows' columns at once."""
+    batches = source.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
+    pieces = [pa.Table.from_batches([batch]).filter(where) for batch in batches]
+    schema = source.schema_arrow if columns is None else pa.schema([source.schema_arrow.field(c) for c in columns])
+    return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
 
 class Lake:
@@ -483,8 +494,9 @@ class Lake:
         with_ds:
             Add the partition date as a ``ds`` string column.
         where:
-            Only the rows matching this expression (``pc.field("user_id").isin(users)``), filtered as
-            the files are scanned, so the rows left out are never all in memory.
+            Only the rows matching this expression (``pc.field("user_id").isin(users)``) of the columns
+            read, filtered a batch at a time as the files are decoded, so the rows left out are never
+            all in memory.
 
         Raises
         ------
@@ -509,7 +521,10 @@ class Lake:
                     f"no committed partition of {zone}/{table}" + (f" <= {up_to}" if up_to else "") + f" in {self.url}"
                 )
             try:
-                if self._is_local:
+                if self._is_local and where is not None:
+                    pieces = [_filtered(pq.ParquetFile(key, filesystem=self.arrow_fs), columns, where) for key in files]
+                    pieces = [_conform(piece, pieces[0].schema) for piece in pieces]
+                elif self._is_local:
                     dataset = pads.dataset(files, filesystem=self.arrow_fs, format="parquet")
                     if not with_ds:
                         return dataset.to_table(columns=columns, filter=where)
@@ -532,9 +547,12 @@ class Lake:
                 time.sleep(0.2)
         raise AssertionError("unreachable")
 
-    def scan_table(self, zone: str, table: str, ds: str, *, batch_rows: int = 200_000) -> Iterator[pa.Table]:
-        """The committed partition ``zone/table/ds`` as tables of up to ``batch_rows`` rows, in its files'
-        order, read a row group at a time: a reader of a large partition never holds it whole."""
+    def scan_table(
+        self, zone: str, table: str, ds: str, *, columns: list[str] | None = None, batch_rows: int = READ_BATCH_ROWS
+    ) -> Iterator[pa.Table]:
+        """The committed partition ``zone/table/ds`` (its ``columns``, all when ``None``) as tables of up to
+        ``batch_rows`` rows, in its files' order, read a row group at a time: a reader of a large
+        partition never holds it whole."""
         manifest = self.committed(zone, table, ds)
         part = self._partition_key(zone, table, ds)
         for name in manifest.files:
@@ -546,7 +564,7 @@ class Lake:
                 if data is None:
                     raise FileNotFoundError(f"{self.display(key)} is gone (replaced by a re-run)")
                 source = pq.ParquetFile(pa.BufferReader(data))
-            for batch in source.iter_batches(batch_size=batch_rows):
+            for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
                 yield pa.Table.from_batches([batch])
 
     def _read_remote_parquet(
@@ -564,7 +582,10 @@ class Lake:
             for key, data in zip(batch, self._cat_keys(batch), strict=True):
                 if data is None:  # replaced by a concurrent re-run: read_table reads the manifests again
                     raise FileNotFoundError(f"{self.display(key)} is gone")
-                pieces.append(pq.read_table(pa.BufferReader(data), columns=columns, filters=where))
+                if where is None:
+                    pieces.append(pq.read_table(pa.BufferReader(data), columns=columns))
+                else:
+                    pieces.append(_filtered(pq.ParquetFile(pa.BufferReader(data)), columns, where))
         schema = pieces[0].schema
         return [piece if piece.schema.equals(schema) else _conform(piece, schema) for piece in pieces]
 

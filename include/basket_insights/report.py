@@ -18,13 +18,15 @@ import json
 import logging
 import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from basket_insights.ingest import product_names
@@ -160,15 +162,17 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     def gold(table: str, columns: list[str] | None = None) -> pd.DataFrame:
         return lake.read_table("gold", table, dates=[ds], columns=columns).to_pandas()
 
-    # every customer's rows by id only: the names and reasons are read for the sampled customers alone
-    recs = gold("recommendations", ["user_id", "rank", "product_id", "source"])
-    sources = (
-        recs.groupby("source", observed=True)
-        .agg(recommendations=("user_id", "size"), users=("user_id", "nunique"))
-        .reset_index()
-        .sort_values("recommendations", ascending=False)
-    )
-    users_of_product = recs.groupby("product_id")["user_id"].nunique()
+    # every customer's rows tallied a piece at a time: names and reasons read for the sampled customers alone
+    columns = ["user_id", "rank", "product_id", "source"]
+    tally = tally_recommendations(lake.scan_table("gold", "recommendations", ds, columns=columns), sample_users)
+    sources = pd.DataFrame(
+        {
+            "source": sorted(tally.rows_by_source),
+            "recommendations": [tally.rows_by_source[s] for s in sorted(tally.rows_by_source)],
+            "users": [tally.users_by_source[s] for s in sorted(tally.rows_by_source)],
+        }
+    ).sort_values("recommendations", ascending=False)
+    users_of_product = pd.Series(tally.users_by_product, dtype="int64").sort_index()
     names = product_names(lake, ds).reindex(users_of_product.index)
     top_recommended = (
         pd.DataFrame({"product_name": names.to_numpy(), "users": users_of_product.to_numpy()})
@@ -179,9 +183,8 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         .reset_index()
     )
     # Sample: the first users (by id) whose top recommendation comes from a rule, else the first users.
-    with_rules = recs.loc[(recs["rank"] == 1) & (recs["source"] == "rule"), "user_id"]
-    users = np.sort(with_rules.unique())[:sample_users] if len(with_rules) else np.sort(recs["user_id"].unique())
-    sampled = pc.field("user_id").isin(users[:sample_users].tolist()) & (pc.field("rank") <= 5)
+    users = tally.first_rule_users if len(tally.first_rule_users) else tally.first_users
+    sampled = pc.field("user_id").isin(users.tolist()) & (pc.field("rank") <= 5)
     columns = ["user_id", "rank", "product_id", "product_name", "score", "source", "reason"]
     sample = lake.read_table("gold", "recommendations", dates=[ds], columns=columns, where=sampled).to_pandas()
     sample = sample.sort_values(["user_id", "rank"])
@@ -206,9 +209,9 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
         recommendation_sources=sources,
         top_recommended=top_recommended,
         sample_recommendations=sample,
-        recommended_products=int(recs["product_id"].nunique()),
+        recommended_products=len(tally.users_by_product),
         catalog_products=len(gold("product_clusters", ["product_id"])),
-        recommended_users=int(recs["user_id"].nunique()),
+        recommended_users=tally.users,
         evaluation_history=_history(lake, "evaluation", ds, evaluation_dates),
         evaluation_today=gold("evaluation"),
         **_buy_again_inputs(lake, ds),
@@ -220,17 +223,69 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     )
 
 
+@dataclass
+class RecommendationTally:
+    """What the report shows of every customer's recommendations: rows and customers per source,
+    customers per product, customers, and the first customers by id (all, and those whose top pick
+    comes from a rule), up to the number the report samples."""
+
+    rows_by_source: Counter[str] = field(default_factory=Counter)
+    users_by_source: Counter[str] = field(default_factory=Counter)
+    users_by_product: Counter[int] = field(default_factory=Counter)
+    users: int = 0
+    first_users: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    first_rule_users: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+
+def tally_recommendations(pieces: Iterable[pa.Table], keep: int) -> RecommendationTally:
+    """Tally a day's recommendations (``user_id``, ``rank``, ``product_id``, ``source``) a piece at a
+    time, so the report never holds every customer's rows at once.
+
+    Each customer's rows are consecutive (every recommend shard writes its customers' lists one after
+    another), so a customer's rows span at most two consecutive pieces: what was counted of the last
+    customer of a piece is carried to the next one, and the counts equal those of the whole table.
+    """
+    tally = RecommendationTally()
+    carried_user: int | None = None
+    carried: dict[str, set] = {"source": set(), "product_id": set()}
+    for piece in pieces:
+        frame = piece.to_pandas()
+        if frame.empty:
+            continue
+        user_ids = frame["user_id"].to_numpy()
+        starts = np.flatnonzero(np.diff(user_ids)) + 1
+        if len(np.unique(user_ids)) != len(starts) + 1:
+            raise ValueError("the recommendations are not grouped by customer: cannot tally them a piece at a time")
+        tally.rows_by_source.update(frame["source"].value_counts().to_dict())
+        for key, by_key in (("source", tally.users_by_source), ("product_id", tally.users_by_product)):
+            pairs = frame[["user_id", key]].drop_duplicates()
+            counted = pairs["user_id"].eq(carried_user) & pairs[key].isin(carried[key])
+            by_key.update(pairs.loc[~counted, key].value_counts().to_dict())
+        tally.users += len(starts) + 1 - int(user_ids[0] == carried_user)
+        last = frame[frame["user_id"] == user_ids[-1]]
+        same = user_ids[-1] == carried_user
+        carried = {key: (carried[key] if same else set()) | set(last[key]) for key in carried}
+        carried_user = int(user_ids[-1])
+        top_rule = user_ids[(frame["rank"].to_numpy() == 1) & (frame["source"].to_numpy() == "rule")]
+        tally.first_rule_users = np.unique(np.concatenate([tally.first_rule_users, top_rule]))[:keep]
+        tally.first_users = np.unique(np.concatenate([tally.first_users, user_ids]))[:keep]
+    return tally
+
+
 def _buy_again_inputs(lake: Lake, ds: str) -> dict[str, pd.DataFrame]:
     """The buy-again evaluation over the window, the day's importances and a sample customer's set
     (empty frames for a date run before buy again existed)."""
     if lake.manifest("gold", "buy_again", ds) is None:
         return dict.fromkeys(("buy_again_history", "buy_again_importances", "sample_buy_again"), pd.DataFrame())
-    predictions = lake.read_table("gold", "buy_again", dates=[ds], columns=["user_id", "rank"])
     # the first customer (by id) with at least three products in the set: a list worth reading
-    ranks = predictions.filter(pc.equal(predictions["rank"], 3))["user_id"]
-    users = ranks if len(ranks) else predictions["user_id"]
-    first = pc.field("user_id") == pc.min(users) if len(users) else None
-    sample = lake.read_table("gold", "buy_again", dates=[ds], where=first)
+    none = np.iinfo(np.int64).max
+    first_with_three = first_any = none
+    for piece in lake.scan_table("gold", "buy_again", ds, columns=["user_id", "rank"]):
+        user_ids = piece["user_id"].to_numpy()
+        first_any = min(first_any, user_ids.min(initial=none))
+        first_with_three = min(first_with_three, user_ids[piece["rank"].to_numpy() == 3].min(initial=none))
+    first = first_with_three if first_with_three < none else first_any
+    sample = lake.read_table("gold", "buy_again", dates=[ds], where=pc.field("user_id") == int(first))
     return {
         "buy_again_history": _history(
             lake, "buy_again_evaluation", ds, lake.partitions("gold", "buy_again_evaluation")

@@ -5,10 +5,20 @@ from __future__ import annotations
 import io
 import re
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from matplotlib.image import imread
 
-from basket_insights.report import PLOTS, load_report_inputs, render_plots, render_report, run_report
+from basket_insights.report import (
+    PLOTS,
+    load_report_inputs,
+    render_plots,
+    render_report,
+    run_report,
+    tally_recommendations,
+)
 from tests.conftest import GOLD_DATES
 
 
@@ -114,3 +124,36 @@ def test_report_shows_every_method_of_the_evaluation_with_its_intervals(gold_lak
     shown = f"{recommender['recall'] * 100:.2f}% ({recommender['recall_low'] * 100:.2f}–"
     assert shown in table
     assert "points (" in table  # the paired difference to the best baseline, with its interval
+
+
+def test_recommendations_tallied_a_piece_at_a_time_count_as_the_whole_table(gold_lake) -> None:
+    """The report never holds every customer's recommendations: tallied in pieces of a few rows (each
+    customer's list cut across pieces), the counts are those of the whole table."""
+    ds, columns = GOLD_DATES[-1], ["user_id", "rank", "product_id", "source"]
+    whole = gold_lake.read_table("gold", "recommendations", dates=[ds], columns=columns).to_pandas()
+    pieces = gold_lake.scan_table("gold", "recommendations", ds, columns=columns, batch_rows=7)
+    tally = tally_recommendations(pieces, keep=5)
+    by_source = whole.groupby("source")
+    assert tally.rows_by_source == by_source.size().to_dict()
+    assert tally.users_by_source == by_source["user_id"].nunique().to_dict()
+    assert tally.users_by_product == whole.groupby("product_id")["user_id"].nunique().to_dict()
+    assert tally.users == whole["user_id"].nunique() > 5
+    assert tally.first_users.tolist() == sorted(whole["user_id"].unique())[:5]
+    top_rule = whole.loc[(whole["rank"] == 1) & (whole["source"] == "rule"), "user_id"]
+    assert tally.first_rule_users.tolist() == sorted(top_rule.unique())[:5]
+
+
+def test_a_table_not_grouped_by_customer_is_refused() -> None:
+    rows = pa.table({"user_id": [1, 2, 1], "rank": [1, 1, 2], "product_id": [5, 6, 7], "source": ["rule"] * 3})
+    with pytest.raises(ValueError, match="not grouped by customer"):
+        tally_recommendations([rows], keep=5)
+
+
+def test_a_filtered_read_equals_the_rows_of_the_whole_table(gold_lake) -> None:
+    ds = GOLD_DATES[-1]
+    whole = gold_lake.read_table("gold", "buy_again", dates=[ds]).to_pandas()
+    first = int(whole["user_id"].min())
+    rows = gold_lake.read_table("gold", "buy_again", dates=[ds], where=pc.field("user_id") == first).to_pandas()
+    pd.testing.assert_frame_equal(rows, whole[whole["user_id"] == first].reset_index(drop=True))
+    none = gold_lake.read_table("gold", "buy_again", dates=[ds], columns=["user_id"], where=pc.field("user_id") < 0)
+    assert none.num_rows == 0 and none.column_names == ["user_id"]
