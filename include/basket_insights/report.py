@@ -165,11 +165,12 @@ def load_report_inputs(lake: Lake, ds: str, sample_users: int = 5) -> ReportInpu
     # every customer's rows tallied a piece at a time: names and reasons read for the sampled customers alone
     columns = ["user_id", "rank", "product_id", "source"]
     tally = tally_recommendations(lake.scan_table("gold", "recommendations", ds, columns=columns), sample_users)
+    source_names = sorted(tally.rows_by_source)
     sources = pd.DataFrame(
         {
-            "source": sorted(tally.rows_by_source),
-            "recommendations": [tally.rows_by_source[s] for s in sorted(tally.rows_by_source)],
-            "users": [tally.users_by_source[s] for s in sorted(tally.rows_by_source)],
+            "source": source_names,
+            "recommendations": np.array([tally.rows_by_source[s] for s in source_names], dtype=np.int64),
+            "users": np.array([tally.users_by_source[s] for s in source_names], dtype=np.int64),
         }
     ).sort_values("recommendations", ascending=False)
     users_of_product = pd.Series(tally.users_by_product, dtype="int64").sort_index()

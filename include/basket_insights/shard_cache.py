@@ -120,7 +120,8 @@ def _remove_from_workers(dask_address: str, name: str) -> None:
 
     try:
         with Client(dask_address, timeout="20s", set_as_default=False) as client:
-            client.run(_remove_worker_folder, name)
+            # a worker gone meanwhile took its folder with it: nothing to report, the step is done
+            client.run(_remove_worker_folder, name, on_error="ignore")
     except OSError as exc:  # the scheduler gone: the folders go with the workers' local directories
         log.warning("could not remove the kept shards %s from the Dask workers at %s: %s", name, dask_address, exc)
 
