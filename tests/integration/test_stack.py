@@ -15,7 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -348,7 +348,10 @@ def _assert_same_gold(lake: Lake, ds: str, before: dict) -> None:
 def test_a_deadline_alert_fires_for_a_late_run(stack: dict, all_runs: dict) -> None:
     """A run waiting for a drop that never comes is late after BASKET_DEADLINE_MINUTES (1 here)."""
     api = stack["api"]
-    late = (TODAY + timedelta(days=1)).isoformat()  # no drop will arrive for it
+    # No drop will arrive for it, and the scheduler never makes a run of its own for it: two days ahead
+    # of now (not of TODAY, read when the module loaded: a suite that crosses midnight has its own run
+    # of the next day scheduled by then).
+    late = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
     run = api.call("POST", f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": f"{late}T00:00:00Z", "conf": {}})
     try:
         deadline = time.monotonic() + 240
