@@ -218,12 +218,12 @@ def compact_shard(lake: Lake, table: str, ds: str, shard: int, shards: int, *, r
         written += _write_month_end(lake, table, month_end, shard, shards, parts, run_id)
     recent = recent_table(table, shard, shards)
     kept = lake.manifests("silver", recent, up_to=ds)
-    holds = {"month_end": month_end, "daily_parts": _daily_parts(parts, ds, after=month_end)}
+    holds = _recent_holds(parts, ds, month_end)
     if not _holds(kept.get(ds), **holds):
-        # no day of ds's month yet: an empty file of the table's columns (those of the month end)
-        days = [day for day in parts if month_end is None or day > month_end] or [month_end]
-        data = lake.read_table("silver", daily, dates=days, with_ds=table == "orders")
-        if days == [month_end]:
+        days = [day for day in parts if month_end is None or day > month_end]
+        # no day of ds's month yet: an empty file with the month end's columns
+        data = lake.read_table("silver", daily, dates=days or [month_end], with_ds=table == "orders")
+        if not days:
             data = data.slice(0, 0)
         lake.write_table("silver", recent, ds, data, run_id=run_id, extra=holds)
         written += 1
@@ -254,6 +254,11 @@ def _write_month_end(
     return 1
 
 
+def _recent_holds(parts: Mapping[str, Manifest], ds: str, month_end: str | None) -> dict[str, str | None]:
+    """What the recent file of ``ds`` must hold: the daily files after ``month_end``, up to ``ds``."""
+    return {"month_end": month_end, "daily_parts": _daily_parts(parts, ds, after=month_end)}
+
+
 def _holds(manifest: Manifest | None, **expected: str | None) -> bool:
     """Whether a history file is committed and its manifest names what ``expected`` says it must hold."""
     return manifest is not None and all(manifest.extra.get(key) == value for key, value in expected.items())
@@ -280,9 +285,7 @@ def _read_shard(
     parts = lake.manifests("silver", daily, up_to=ds)
     month_end = month_end_before(parts, ds)
     recent, history = recent_table(table, shard, shards), history_table(table, shard, shards)
-    recent_holds = _holds(
-        lake.manifest("silver", recent, ds), month_end=month_end, daily_parts=_daily_parts(parts, ds, after=month_end)
-    )
+    recent_holds = _holds(lake.manifest("silver", recent, ds), **_recent_holds(parts, ds, month_end))
     month_end_holds = month_end is None or _holds(
         lake.manifest("silver", history, month_end), daily_parts=_daily_parts(parts, month_end)
     )
